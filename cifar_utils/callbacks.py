@@ -1,0 +1,109 @@
+"""Callbacks for fit(): learning-rate schedules, best-checkpointing and early stopping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from .train import Callback, FitState
+
+
+class OneCycle(Callback):
+    """Warm the learning rate up to max_lr, then anneal it to nearly zero, stepping per batch."""
+
+    def __init__(self, max_lr: float | list[float], pct_start: float = 0.25):
+        self.max_lr, self.pct_start = max_lr, pct_start
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            state.optimizer, max_lr=self.max_lr, pct_start=self.pct_start,
+            total_steps=state.epochs * state.steps_per_epoch)
+
+    def on_batch_end(self, state: FitState) -> None:
+        if state.step < state.epochs * state.steps_per_epoch:  # OneCycleLR errors past its end
+            self.scheduler.step()
+
+
+class Cosine(Callback):
+    """Cosine decay from the optimizer's learning rate to zero over the run, per batch."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            state.optimizer, T_max=state.epochs * state.steps_per_epoch)
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.scheduler.step()
+
+
+class ReduceLROnPlateau(Callback):
+    """Cut the learning rate by `factor` when `monitor` stops improving for `patience` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 2):
+        self.monitor, self.factor, self.patience = monitor, factor, patience
+
+    def on_fit_start(self, state: FitState) -> None:
+        mode = "min" if self.monitor.endswith("loss") else "max"
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            state.optimizer, mode=mode, factor=self.factor, patience=self.patience)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.scheduler.step(state.history[-1][self.monitor])
+
+
+def _better(monitor: str, value: float, best: float) -> bool:
+    """Lower is better for a loss, higher for anything else."""
+    return value < best if monitor.endswith("loss") else value > best
+
+
+class Checkpoint(Callback):
+    """Save the weights whenever `monitor` improves; reload the best ones when fit ends.
+
+    The file holds {"model": state_dict, "epoch", monitor: value, **metadata}, which
+    `load_checkpoint` reads back.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val_top1", restore_best: bool = True,
+                 metadata: dict | None = None):
+        self.path, self.monitor = Path(path), monitor
+        self.restore_best, self.metadata = restore_best, metadata or {}
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.best = math.inf if self.monitor.endswith("loss") else -math.inf
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.history[-1][self.monitor]
+        if _better(self.monitor, value, self.best):
+            self.best = value
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": state.model.state_dict(), "epoch": state.epoch,
+                        self.monitor: value, **self.metadata}, self.path)
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.restore_best and self.path.exists():
+            state.model.load_state_dict(load_checkpoint(self.path)["model"])
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by Checkpoint onto the CPU."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved for `patience` epochs."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 3):
+        self.monitor, self.patience = monitor, patience
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.best = math.inf if self.monitor.endswith("loss") else -math.inf
+        self.waited = 0
+
+    def on_epoch_end(self, state: FitState) -> None:
+        value = state.history[-1][self.monitor]
+        if _better(self.monitor, value, self.best):
+            self.best, self.waited = value, 0
+        else:
+            self.waited += 1
+            state.stop = self.waited >= self.patience

@@ -1,0 +1,363 @@
+"""Find CIFAR-10/100 (on disk, by download, in an image folder, or the bundled sample) and split it.
+
+Every source ends up as the same thing: uint8 images (N, 32, 32, 3) and int64 labels in memory,
+which is how torchvision's own CIFAR classes hold them. Nothing in DATA_DIR is overwritten or
+deleted: an official archive is extracted only into a folder that does not exist yet, and a
+download goes to a temporary folder first.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from importlib import resources
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image, UnidentifiedImageError
+from torchvision.datasets.utils import check_integrity, extract_archive
+
+from .settings import DATA_ENV, DATASETS, Settings
+
+TORCHVISION_CLASSES = {"cifar10": torchvision.datasets.CIFAR10,
+                       "cifar100": torchvision.datasets.CIFAR100}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
+SAMPLE_ARCHIVE = "cifar10-sample.tar.gz"
+
+WAYS = """Ways to give the course its data:
+  1. torchvision's layout in DATA_DIR (cifar-10-batches-py/ or cifar-100-python/), or the
+     official archive (cifar-10-python.tar.gz / cifar-100-python.tar.gz) placed there by hand;
+  2. DOWNLOAD=True on a machine that can reach the CIFAR site;
+  3. DATA_DIR pointing at an image folder or archive with train/<class>/*.png and test/<class>/...;
+  4. DATA_DIR="sample" for the small CIFAR-10 sample bundled with cifar_utils."""
+
+
+class DataError(ValueError):
+    """The data at hand cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 (N, 32, 32, 3) and their labels as int64 (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> ImageSet:
+        """Return the images at these indices."""
+        return ImageSet(self.images[indices], self.labels[indices])
+
+
+@dataclass(frozen=True)
+class CifarData:
+    """A data set as the course uses it: where it came from, its classes and its splits."""
+
+    dataset: str  # cifar10 | cifar100: what the notebook asked for
+    source: str  # torchvision | folder | sample
+    location: str  # the folder or archive it was read from
+    classes: list[str]
+    train: ImageSet
+    test: ImageSet
+    banner: str = ""  # said to the learner when the data is not what they might expect
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> str:
+        """A few lines for the notebook to print."""
+        lines = [f"{self.dataset} from {self.source} ({self.location}): "
+                 f"{len(self.train):,} train / {len(self.test):,} test images, "
+                 f"{self.num_classes} classes"]
+        if self.banner:
+            lines.append(self.banner)
+        return "\n".join(lines)
+
+
+# --- finding the data ----------------------------------------------------------------------
+
+def load(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
+         download: bool = True) -> CifarData:
+    """Find the data set by COURSE.md's five steps and load it into memory.
+
+    data_dir: None for $CIFAR_DATA_DIR or ./data; "sample" for the bundled sample; or a
+    folder (torchvision layout, official archive, or train/ and test/ image folders) or an
+    image-folder archive.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
+    if data_dir is not None and str(data_dir) == "sample":
+        return load_sample(dataset, reason="DATA_DIR='sample' asks for it")
+    root = Path(data_dir if data_dir is not None else os.environ.get(DATA_ENV) or "data")
+    root = root.expanduser()
+    if root.is_file():
+        return _load_file(dataset, root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"DATA_DIR {root} is neither a folder nor a file.")
+    tv = TORCHVISION_CLASSES[dataset]
+    if (root / tv.base_folder).is_dir():
+        return _load_torchvision(dataset, root)
+    if (root / tv.filename).is_file():
+        _extract_official_archive(dataset, root)
+        return _load_torchvision(dataset, root)
+    if (root / "train").is_dir() or (root / "test").is_dir():
+        return load_image_folder(dataset, root)
+    if download:
+        try:
+            _download(dataset, root)
+        except (OSError, RuntimeError) as err:  # URLError is an OSError; bad MD5 a RuntimeError
+            return load_sample(dataset, reason=f"downloading {dataset} failed ({err})")
+        return _load_torchvision(dataset, root)
+    raise DataError(f"No {dataset} data in {root.resolve()} and DOWNLOAD=False.\n{WAYS}")
+
+
+def load_for(cfg: Settings) -> CifarData:
+    """Load what a notebook's settings ask for; the smoke profile defaults to the sample."""
+    if cfg.data_dir is None and cfg.profile.name == "smoke":
+        return load_sample(cfg.dataset, reason="the smoke profile runs on it")
+    return load(cfg.dataset, cfg.data_dir, cfg.download)
+
+
+def split_for(data: CifarData, cfg: Settings) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """Return (train, val, test) sized by the settings' profile and seeded by its seed."""
+    p = cfg.profile
+    return split(data, p.val_fraction, cfg.seed, p.train_size, p.test_size)
+
+
+def _load_file(dataset: str, path: Path) -> CifarData:
+    """Load an official archive given by its path, or an image-folder archive."""
+    tv = TORCHVISION_CLASSES[dataset]
+    if path.name == tv.filename:
+        if not (path.parent / tv.base_folder).is_dir():
+            _extract_official_archive(dataset, path.parent)
+        return _load_torchvision(dataset, path.parent)
+    if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+        raise DataError(f"DATA_DIR {path} is a file but not an archive this course reads "
+                        f"({', '.join(ARCHIVE_SUFFIXES)}).\n{WAYS}")
+    return load_image_folder(dataset, path)
+
+
+def _load_torchvision(dataset: str, root: Path) -> CifarData:
+    """Load torchvision's on-disk layout after checking every file's checksum."""
+    tv = TORCHVISION_CLASSES[dataset]
+    folder = root / tv.base_folder
+    for name, md5 in [*tv.train_list, *tv.test_list, (tv.meta["filename"], tv.meta["md5"])]:
+        if not check_integrity(str(folder / name), md5):
+            problem = "is missing" if not (folder / name).exists() else "fails its checksum"
+            raise DataError(
+                f"{folder / name} {problem}: the folder {folder} is incomplete or damaged. "
+                f"Move it aside (nothing was changed) and place the official archive "
+                f"{tv.filename} in {root}, or download again.")
+    train = tv(str(root), train=True, download=False)
+    test = tv(str(root), train=False, download=False)
+    return CifarData(dataset, "torchvision", str(folder), list(train.classes),
+                     ImageSet(train.data, np.asarray(train.targets, dtype=np.int64)),
+                     ImageSet(test.data, np.asarray(test.targets, dtype=np.int64)))
+
+
+def _extract_official_archive(dataset: str, root: Path) -> None:
+    """Check the official archive's checksum, then unpack it beside itself."""
+    tv = TORCHVISION_CLASSES[dataset]
+    archive = root / tv.filename
+    if not check_integrity(str(archive), tv.tgz_md5):
+        raise DataError(
+            f"{archive} fails its checksum (MD5 should be {tv.tgz_md5}): it is probably "
+            f"half-downloaded or damaged. Download it again from {tv.url} and replace it; "
+            f"nothing was extracted.")
+    extract_archive(str(archive), str(root))
+
+
+def _download(dataset: str, root: Path) -> None:
+    """Download through torchvision into a temporary folder, then move the result into root."""
+    tv = TORCHVISION_CLASSES[dataset]
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        tv(tmp, train=True, download=True)  # verifies the archive's MD5 before extracting
+        for name in (tv.filename, tv.base_folder):
+            if not (root / name).exists():
+                shutil.move(os.path.join(tmp, name), root / name)
+
+
+def load_sample(dataset: str = "cifar10", reason: str = "") -> CifarData:
+    """Load the CIFAR-10 sample shipped inside the package, with a banner that says so and why."""
+    with resources.as_file(resources.files("cifar_utils") / "sample" / SAMPLE_ARCHIVE) as path:
+        data = load_image_folder("cifar10", path)
+    banner = (f"Using the bundled CIFAR-10 sample ({len(data.train):,} train / "
+              f"{len(data.test):,} test real images): {reason or 'asked for'}. "
+              "Accuracies on it are far below what the full data set gives.")
+    if dataset == "cifar100":
+        banner += (" The sample holds no CIFAR-100 images: this cifar100 run trains on its 10 "
+                   "CIFAR-10 classes to exercise the code, and its numbers say nothing about "
+                   "CIFAR-100.")
+    return replace(data, dataset=dataset, source="sample", banner=banner)
+
+
+# --- image folders and archives ------------------------------------------------------------
+
+def load_image_folder(dataset: str, path: str | os.PathLike) -> CifarData:
+    """Load train/<class>/* and test/<class>/* images from a folder or an archive of one."""
+    path = Path(path)
+    files: dict[str, dict[str, list[tuple[str, bytes]]]] = {"train": {}, "test": {}}
+    for member, data in _walk_images(path):
+        parts = PurePosixPath(member).parts
+        if len(parts) >= 3 and parts[-3] in files:
+            files[parts[-3]].setdefault(parts[-2], []).append((member, data))
+    if not files["train"] or not files["test"]:
+        missing = " and ".join(s for s in ("train", "test") if not files[s])
+        raise DataError(f"{path} has no images in {missing}/<class>/ (looked for "
+                        f"{', '.join(IMAGE_SUFFIXES)} files). An image folder needs "
+                        f"train/<class>/*.png and test/<class>/*.png.\n{WAYS}")
+    classes, folder_to_index = _match_classes(dataset, path, files)
+    splits = {split: _decode(by_class, folder_to_index) for split, by_class in files.items()}
+    return CifarData(dataset, "folder", str(path), classes, splits["train"], splits["test"])
+
+
+def _walk_images(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Yield (posix path inside, file bytes) for every image file, in sorted order."""
+    if path.is_dir():
+        for file in sorted(path.rglob("*")):
+            if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                yield file.relative_to(path).as_posix(), file.read_bytes()
+        return
+    if not path.exists():
+        raise DataError(f"DATA_DIR {path} does not exist.\n{WAYS}")
+    try:
+        if path.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(path) as archive:
+                for name in sorted(archive.namelist()):
+                    if name.lower().endswith(IMAGE_SUFFIXES):
+                        yield name, archive.read(name)
+        else:
+            with tarfile.open(path) as archive:
+                for member in archive:
+                    if member.isfile() and member.name.lower().endswith(IMAGE_SUFFIXES):
+                        yield member.name, archive.extractfile(member).read()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise DataError(f"The archive {path} is truncated or damaged ({err}). Download or "
+                        "pack it again; nothing was extracted.") from err
+
+
+def _match_classes(dataset: str, path: Path, files: dict) -> tuple[list[str], dict[str, int]]:
+    """Map class folder names to the data set's class indices, or explain the mismatch."""
+    train, test = set(files["train"]), set(files["test"])
+    if train != test:
+        raise DataError(f"{path}: train/ and test/ have different class folders "
+                        f"(only in train: {sorted(train - test)}; only in test: "
+                        f"{sorted(test - train)}). Each split needs the same classes.")
+    expected = class_names(dataset)
+    if train == set(expected):
+        return expected, {name: i for i, name in enumerate(expected)}
+    if train == {str(i) for i in range(len(expected))}:  # folders named by label index
+        return expected, {str(i): i for i in range(len(expected))}
+    unexpected, missing = sorted(train - set(expected)), sorted(set(expected) - train)
+    raise DataError(f"{path}: the class folders do not match {dataset}'s classes "
+                    f"(unexpected: {unexpected[:10]}; missing: {missing[:10]}). Name them "
+                    f"as torchvision does ({', '.join(expected[:5])}, ...) or 0..{len(expected) - 1}, "
+                    f"or set DATASET to the data set they hold.")
+
+
+def _decode(by_class: dict[str, list[tuple[str, bytes]]], folder_to_index: dict[str, int]) -> ImageSet:
+    """Decode every image, insisting on 32x32 pixels; RGBA and grey become RGB."""
+    images, labels = [], []
+    for folder, members in sorted(by_class.items(), key=lambda kv: folder_to_index[kv[0]]):
+        for member, data in members:
+            try:
+                with Image.open(io.BytesIO(data)) as img:
+                    if img.size != (32, 32):
+                        raise DataError(f"{member} is {img.size[0]}x{img.size[1]} pixels; CIFAR "
+                                        "images are 32x32. Resize the folder's images to 32x32 "
+                                        "or point DATA_DIR at the original data.")
+                    images.append(np.asarray(img.convert("RGB")))
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataError(f"{member} is not a readable image ({err}).") from err
+            labels.append(folder_to_index[folder])
+    return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64))
+
+
+def class_names(dataset: str) -> list[str]:
+    """Return the class names in torchvision's order (both data sets list them alphabetically)."""
+    if dataset == "cifar10":
+        return ["airplane", "automobile", "bird", "cat", "deer",
+                "dog", "frog", "horse", "ship", "truck"]
+    if dataset == "cifar100":
+        return CIFAR100_CLASSES
+    raise DataError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
+
+
+CIFAR100_CLASSES = """apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
+bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach
+couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo
+keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse
+mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
+porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail
+snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+tractor train tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+
+
+# --- splits and statistics -----------------------------------------------------------------
+
+def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Pick n indices with the classes in their original proportions, reproducibly."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    # Sorting a random permutation by label, then dealing round-robin, keeps classes balanced.
+    by_class = [order[labels[order] == c] for c in np.unique(labels)]
+    share = np.floor(np.array([len(ix) for ix in by_class]) * n / len(labels)).astype(int)
+    share[: n - share.sum()] += 1  # hand out the rounding remainder
+    return np.sort(np.concatenate([ix[:k] for ix, k in zip(by_class, share)]))
+
+
+def split(data: CifarData, val_fraction: float, seed: int, train_size: int | None = None,
+          test_size: int | None = None) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """Return (train, val, test): a seeded, class-balanced validation split carved from train.
+
+    train_size / test_size keep a class-balanced subset first (the profile's size).
+    """
+    train, test = data.train, data.test
+    if train_size is not None and train_size < len(train):
+        train = train.take(stratified_indices(train.labels, train_size, seed))
+    if test_size is not None and test_size < len(test):
+        test = test.take(stratified_indices(test.labels, test_size, seed))
+    val_idx = stratified_indices(train.labels, round(len(train) * val_fraction), seed + 1)
+    keep = np.ones(len(train), dtype=bool)
+    keep[val_idx] = False
+    return train.take(np.flatnonzero(keep)), train.take(val_idx), test
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images (N, H, W, 3), as fractions of 255."""
+    x = torch.from_numpy(images).flatten(0, 2).double() / 255  # (N*H*W, 3)
+    return tuple(x.mean(0).tolist()), tuple(x.std(0).tolist())
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """How many images each class has."""
+    return np.bincount(labels, minlength=num_classes)
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any photo as a 32x32 uint8 RGB array: centre-crop to a square, then shrink."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"No image at {path}.")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            side = min(img.size)
+            left, top = (img.width - side) // 2, (img.height - side) // 2
+            img = img.crop((left, top, left + side, top + side))
+            return np.asarray(img.resize((32, 32), Image.Resampling.BICUBIC))
+    except UnidentifiedImageError as err:
+        raise DataError(f"{path} is not an image PIL can read ({err}).") from err

@@ -1,0 +1,107 @@
+"""Batches for training: the standard torchvision pipeline, or the course's tensor path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from .data import ImageSet
+from .tensor_loader import TensorLoader
+
+PIPELINES = ("tensor", "torchvision")
+
+
+def train_transforms(mean: Sequence[float], std: Sequence[float],
+                     augment: bool = True) -> transforms.Compose:
+    """The textbook CIFAR pipeline: pad-4 random crop, horizontal flip, to tensor, normalise."""
+    steps = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if augment else []
+    return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+def eval_transforms(mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
+    """To tensor and normalise, nothing random."""
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+class PILDataset(Dataset):
+    """Serve an ImageSet the way torchvision's CIFAR10 does: a PIL image through a transform."""
+
+    def __init__(self, images: ImageSet, transform=None):
+        self.images, self.transform = images, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img = Image.fromarray(self.images.images[i])
+        return (self.transform(img) if self.transform else img), int(self.images.labels[i])
+
+
+def default_num_workers() -> int:
+    """Worker processes for a DataLoader that behave in Jupyter on Linux, macOS and Windows.
+
+    macOS and Windows start workers by spawning a fresh interpreter, which costs seconds per
+    epoch in a notebook; the PIL pipeline is cheap enough there to run in the main process.
+    """
+    if sys.platform != "linux":
+        return 0
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def torchvision_loader(images: ImageSet, batch_size: int, transform, *, shuffle: bool = False,
+                       num_workers: int | None = None, device: torch.device | None = None,
+                       drop_last: bool = False) -> DataLoader:
+    """A standard DataLoader over PIL images with torchvision transforms."""
+    workers = default_num_workers() if num_workers is None else num_workers
+    return DataLoader(PILDataset(images, transform), batch_size=batch_size, shuffle=shuffle,
+                      num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=device is not None and device.type == "cuda",
+                      drop_last=drop_last)
+
+
+@dataclass
+class Loaders:
+    """The three loaders of a run and the normalisation they share."""
+
+    train: object
+    val: object
+    test: object
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pipeline: str
+
+
+def make_loaders(train: ImageSet, val: ImageSet, test: ImageSet, batch_size: int,
+                 device: torch.device, mean: Sequence[float], std: Sequence[float], *,
+                 pipeline: str = "tensor", augment: bool = True, seed: int = 0,
+                 num_workers: int | None = None) -> Loaders:
+    """Build train (shuffled, augmented if asked), val and test loaders with one pipeline.
+
+    pipeline: "tensor" keeps the uint8 data on `device` and augments whole batches there;
+    "torchvision" is the standard DataLoader with PIL transforms.
+    """
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Unknown pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}.")
+    mean, std = tuple(mean), tuple(std)
+    if pipeline == "tensor":
+        channels_last = device.type == "cuda"
+
+        def loader(images, shuffle, aug):
+            return TensorLoader(images, batch_size, mean, std, shuffle=shuffle, augment=aug,
+                                device=device, channels_last=channels_last, seed=seed,
+                                drop_last=shuffle and len(images) > batch_size)
+    else:
+        def loader(images, shuffle, aug):
+            transform = train_transforms(mean, std, aug) if shuffle else eval_transforms(mean, std)
+            return torchvision_loader(images, batch_size, transform, shuffle=shuffle,
+                                      num_workers=num_workers, device=device,
+                                      drop_last=shuffle and len(images) > batch_size)
+    return Loaders(loader(train, True, augment), loader(val, False, False),
+                   loader(test, False, False), mean, std, pipeline)

@@ -1,0 +1,67 @@
+"""Top-k accuracy, evaluation, predictions, confusion matrices and per-class accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .settings import autocast
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
+                 ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
+    """Count, for each k, the rows whose label is among the k highest scores (device tensors)."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (B, kmax)
+    hits = top == labels[:, None]  # (B, kmax)
+    return [hits[:, :k].any(dim=1).sum() for k in ks]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, device: torch.device,
+            amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (logits float32 (N, classes), labels (N,)) on the CPU, in the loader's order."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in loader:
+        with autocast(device, amp_dtype):
+            outs.append(model(x.to(device, non_blocking=True)).float())
+        labels.append(y.to(device))
+    return torch.cat(outs).cpu(), torch.cat(labels).cpu()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, device: torch.device,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over a loader."""
+    model.eval()
+    loss_sum = torch.zeros((), device=device)
+    top1 = torch.zeros((), device=device, dtype=torch.long)
+    top5 = torch.zeros((), device=device, dtype=torch.long)
+    n = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        c1, c5 = topk_correct(logits, y, (1, 5))
+        top1 += c1
+        top5 += c5
+        n += len(y)
+    return {"loss": loss_sum.item() / n, "top1": top1.item() / n, "top5": top5.item() / n}
+
+
+def confusion_matrix(preds: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
+                     num_classes: int) -> np.ndarray:
+    """Count (true class, predicted class) pairs: rows are the truth."""
+    preds, labels = np.asarray(preds), np.asarray(labels)
+    return np.bincount(labels * num_classes + preds,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Share of each true class that was predicted right (NaN for a class with no images)."""
+    totals = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(cm) / totals, np.nan)

@@ -1,0 +1,133 @@
+"""Every figure of the course. Each takes ax=None, draws, and returns the axes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+import torch
+from PIL import Image
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _tile(images: np.ndarray, ncols: int, gap: int = 2) -> np.ndarray:
+    """Lay (N, H, W, 3) uint8 images out in a grid with white gaps: (rows*H', cols*W', 3)."""
+    n, h, w, _ = images.shape
+    nrows = -(-n // ncols)
+    canvas = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = img
+    return canvas
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+                per_class: int = 8, ax=None):
+    """One row per class: the first `per_class` images of each, labelled on the left."""
+    rows = [images[labels == c][:per_class] for c in range(len(classes))]
+    ax = _axes(ax, figsize=(per_class * 0.9, len(classes) * 0.9))
+    ax.imshow(_tile(np.concatenate(rows), per_class))
+    step = images.shape[1] + 2
+    ax.set_yticks([step * i + images.shape[1] / 2 for i in range(len(classes))], classes)
+    ax.set_xticks([])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax
+
+
+def augmentation_preview(image: np.ndarray, augmentations: dict, n: int = 6, seed: int = 0,
+                         ax=None):
+    """One row per augmentation: the original, then n random draws of it."""
+    torch.manual_seed(seed)
+    pil = Image.fromarray(image)
+    rows, names = [], []
+    for name, transform in augmentations.items():
+        rows.append([image] + [np.asarray(transform(pil)) for _ in range(n)])
+        names.append(name)
+    ax = _axes(ax, figsize=((n + 1) * 1.0, len(rows) * 1.0))
+    ax.imshow(_tile(np.array([img for row in rows for img in row]), n + 1))
+    step = image.shape[0] + 2
+    ax.set_yticks([step * i + image.shape[0] / 2 for i in range(len(rows))], names)
+    ax.set_xticks([image.shape[1] / 2], ["original"])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return ax
+
+
+def learning_curves(history: list[dict], metric: str = "top1", label: str = "", ax=None):
+    """Train and validation `metric` (loss or top1) per epoch."""
+    ax = _axes(ax)
+    epochs = [r["epoch"] for r in history]
+    prefix = f"{label} " if label else ""
+    line, = ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o",
+                    label=f"{prefix}validation")
+    if f"train_{metric}" in history[0]:
+        ax.plot(epochs, [r[f"train_{metric}"] for r in history], linestyle="--",
+                color=line.get_color(), label=f"{prefix}train")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = True, ax=None):
+    """Heatmap of true (rows) against predicted (columns) classes, as row shares if normalize."""
+    values = cm / cm.sum(axis=1, keepdims=True).clip(min=1) if normalize else cm
+    ax = _axes(ax, figsize=(7, 6))
+    small = len(classes) <= 20
+    sns.heatmap(values, annot=small, fmt=".2f" if normalize else "d", cmap="Blues",
+                xticklabels=classes if small else False, yticklabels=classes if small else False,
+                square=True, cbar=True, ax=ax, annot_kws={"size": 7})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return ax
+
+
+def _grouped_bars(values: dict[str, np.ndarray], classes: Sequence[str], ylabel: str, ax):
+    """One group of bars per class, one bar per named series."""
+    ax = _axes(ax, figsize=(max(6, len(classes) * 0.6), 4))
+    width = 0.8 / len(values)
+    x = np.arange(len(classes))
+    for i, (name, v) in enumerate(values.items()):
+        ax.bar(x + (i - (len(values) - 1) / 2) * width, v, width, label=name)
+    ax.set_xticks(x, classes, rotation=45, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return ax
+
+
+def per_class_accuracy(accuracies: dict[str, np.ndarray], classes: Sequence[str], ax=None):
+    """Grouped bars: per-class test accuracy for each named model."""
+    ax = _grouped_bars(accuracies, classes, "test accuracy", ax)
+    ax.set_ylim(0, 1)
+    return ax
+
+
+def class_counts(counts: dict[str, np.ndarray], classes: Sequence[str], ax=None):
+    """Grouped bars: images per class for each named split."""
+    return _grouped_bars(counts, classes, "images", ax)
+
+
+def prediction(image: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
+               top: int = 5, ax=None):
+    """A bar chart of the model's top classes for one image, with the image as a corner inset."""
+    ax = _axes(ax, figsize=(6, 3))
+    order = np.argsort(probabilities)[::-1][:top]
+    ax.barh([classes[i] for i in order][::-1], probabilities[order][::-1], color="tab:blue")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability")
+    inset = ax.inset_axes([0.7, 0.1, 0.28, 0.5])
+    inset.imshow(image)
+    inset.axis("off")
+    return ax

@@ -1,0 +1,118 @@
+"""The one training loop of the course: fit(), its callback protocol and its history."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .metrics import evaluate, topk_correct
+from .settings import autocast
+
+PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"  # "1": text bars (papermill, CI logs)
+
+
+def progress(iterable: Iterable, **kwargs):
+    """A tqdm.auto bar (a widget in JupyterLab), or plain text lines for headless runs."""
+    if os.environ.get(PLAIN_PROGRESS_ENV) == "1":
+        from tqdm.std import tqdm
+        kwargs.setdefault("mininterval", 10.0)  # seconds: keeps executed notebooks small
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(iterable, **kwargs)
+
+
+@dataclass
+class FitState:
+    """What callbacks see and may change while fit() runs."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    steps_per_epoch: int
+    epoch: int = 0  # the current epoch, counted from 1
+    step: int = 0  # optimizer steps taken so far
+    history: list[dict] = field(default_factory=list)  # one record per finished epoch
+    stop: bool = False  # set by a callback to end training after this epoch
+
+
+class Callback:
+    """Hooks into fit(); override the ones you need. They run in the order given."""
+
+    def on_fit_start(self, state: FitState) -> None: ...
+    def on_epoch_start(self, state: FitState) -> None: ...
+    def on_batch_end(self, state: FitState) -> None: ...  # after each optimizer step
+    def on_epoch_end(self, state: FitState) -> None: ...  # state.history[-1] is this epoch
+    def on_fit_end(self, state: FitState) -> None: ...
+
+
+def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
+        optimizer: torch.optim.Optimizer, device: torch.device,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        callbacks: Sequence[Callback] = (), amp_dtype: torch.dtype | None = None,
+        show_progress: bool = True, desc: str = "train") -> list[dict]:
+    """Train for `epochs`, validating after each; return one record per epoch.
+
+    A record holds epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5 and
+    seconds (training time of the epoch, validation excluded).
+    """
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    model.to(device)
+    state = FitState(model, optimizer, epochs, len(train_loader))
+    for cb in callbacks:
+        cb.on_fit_start(state)
+    bar = progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress)
+    for state.epoch in bar:
+        for cb in callbacks:
+            cb.on_epoch_start(state)
+        lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
+        start = time.perf_counter()
+        train = _train_epoch(state, train_loader, loss_fn, device, amp_dtype, callbacks)
+        seconds = time.perf_counter() - start
+        val = evaluate(model, val_loader, device, amp_dtype=amp_dtype)
+        record = {"epoch": state.epoch, "lr": lr, **train,
+                  "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+                  "seconds": seconds}
+        state.history.append(record)
+        bar.set_postfix(loss=f"{train['train_loss']:.3f}", val_top1=f"{val['top1']:.3f}")
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stop:
+            break
+    bar.close()
+    for cb in callbacks:
+        cb.on_fit_end(state)
+    return state.history
+
+
+def _train_epoch(state: FitState, loader, loss_fn, device, amp_dtype, callbacks) -> dict:
+    """One pass over the training data; sums stay on the device until the epoch ends."""
+    model, optimizer = state.model, state.optimizer
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast(device, amp_dtype):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state.step += 1
+        loss_sum += loss.detach().float() * len(y)
+        correct += topk_correct(logits.detach(), y, (1,))[0]
+        seen += len(y)
+        for cb in callbacks:
+            cb.on_batch_end(state)
+    return {"train_loss": loss_sum.item() / seen, "train_top1": correct.item() / seen}
+
+
+def train_seconds(history: list[dict]) -> float:
+    """Total training time of a history, in seconds."""
+    return sum(r["seconds"] for r in history)

@@ -1,0 +1,212 @@
+"""Finding the data: every source of COURSE.md's list, and every bad input it names."""
+
+from __future__ import annotations
+
+import tarfile
+import urllib.request
+
+import numpy as np
+import pytest
+from conftest import pack, snapshot, write_image_folder, write_torchvision_layout
+
+from cifar_utils import data
+from cifar_utils.data import DataError
+
+
+def test_torchvision_layout_loads_both_datasets(torchvision_root):
+    root, dataset, expected = torchvision_root
+    cifar = data.load(dataset, root, download=False)
+    x, y = expected["train"][0]
+    assert cifar.source == "torchvision" and cifar.dataset == dataset
+    assert cifar.classes == data.class_names(dataset)
+    assert cifar.train.images.shape == (50, 32, 32, 3) and cifar.train.images.dtype == np.uint8
+    # torchvision stores CHW rows; the loaded image is HWC with the same pixels
+    assert np.array_equal(cifar.train.images[0], x[0].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert list(cifar.train.labels[: len(y)]) == y
+    assert len(cifar.test) == 20
+
+
+def test_official_archive_placed_by_hand_is_verified_and_extracted(tmp_path, monkeypatch):
+    build = tmp_path / "build"
+    write_torchvision_layout(build, "cifar10", monkeypatch=monkeypatch)
+    root = tmp_path / "data"
+    root.mkdir()
+    archive = root / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(build / "cifar-10-batches-py", "cifar-10-batches-py")
+    from conftest import md5
+    monkeypatch.setattr(data.TORCHVISION_CLASSES["cifar10"], "tgz_md5", md5(archive))
+    before = archive.read_bytes()
+    cifar = data.load("cifar10", root, download=False)
+    assert cifar.source == "torchvision" and len(cifar.train) == 50
+    assert archive.read_bytes() == before  # the user's archive is left as it was
+
+
+def test_archive_with_wrong_checksum_is_refused_and_nothing_changes(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(b"\x1f\x8b half a download")
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError, match="fails its checksum.*Download it again"):
+        data.load("cifar10", tmp_path, download=False)
+    assert snapshot(tmp_path) == before
+
+
+def test_damaged_torchvision_folder_names_the_file(tmp_path, monkeypatch):
+    write_torchvision_layout(tmp_path, "cifar10", monkeypatch=monkeypatch)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:100])  # truncated
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError, match="data_batch_3 fails its checksum"):
+        data.load("cifar10", tmp_path, download=False)
+    assert snapshot(tmp_path) == before
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(DataError, match="Unknown dataset 'cifar1O'.*cifar10, cifar100"):
+        data.load("cifar1O", "sample")
+
+
+def test_nothing_found_without_download_names_the_four_ways(tmp_path):
+    with pytest.raises(DataError) as err:
+        data.load("cifar10", tmp_path, download=False)
+    message = str(err.value)
+    for way in ("torchvision's layout", "DOWNLOAD=True", "image folder", 'DATA_DIR="sample"'):
+        assert way in message
+
+
+def test_failed_download_falls_back_to_the_sample_and_leaves_nothing(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network here")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # torchvision's real download path
+    cifar = data.load("cifar10", tmp_path / "data", download=True)
+    assert cifar.source == "sample"
+    assert "downloading cifar10 failed" in cifar.banner and "no network here" in cifar.banner
+    assert list((tmp_path / "data").iterdir()) == []  # no half-downloaded file left behind
+
+
+def test_image_folder_loads_with_canonical_class_order(tmp_path):
+    write_image_folder(tmp_path, per_class=2)
+    cifar = data.load("cifar10", tmp_path, download=False)
+    assert cifar.source == "folder"
+    assert cifar.train.images.shape == (20, 32, 32, 3)
+    assert np.array_equal(np.bincount(cifar.train.labels), np.full(10, 2))
+    assert cifar.classes[0] == "airplane"
+
+
+@pytest.mark.parametrize("name,top", [("cifar.zip", ""), ("cifar.tar.gz", "export/")])
+def test_image_folder_archives_load_without_extracting(tmp_path, name, top):
+    folder = write_image_folder(tmp_path / "folder", per_class=1)
+    archive = pack(folder, tmp_path / name, top=top)
+    before = snapshot(tmp_path)
+    cifar = data.load("cifar10", archive)
+    assert len(cifar.train) == 10 and len(cifar.test) == 10
+    assert snapshot(tmp_path) == before
+
+
+def test_folders_named_by_label_index(tmp_path):
+    write_image_folder(tmp_path, classes=[str(i) for i in range(10)], per_class=1)
+    cifar = data.load("cifar10", tmp_path)
+    assert cifar.classes == data.class_names("cifar10")
+    assert sorted(cifar.train.labels) == list(range(10))
+
+
+def test_truncated_archive_gets_a_clear_error(tmp_path):
+    archive = pack(write_image_folder(tmp_path / "f", per_class=2), tmp_path / "c.tar.gz")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    before = snapshot(tmp_path)
+    with pytest.raises(DataError, match="truncated or damaged"):
+        data.load("cifar10", archive)
+    assert snapshot(tmp_path) == before
+
+
+def test_empty_folder_is_refused(tmp_path):
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataError, match="no images in train and test"):
+        data.load("cifar10", tmp_path)
+
+
+def test_mislabelled_folders_are_refused(tmp_path):
+    write_image_folder(tmp_path, classes=["cat", "dog"], per_class=1)
+    with pytest.raises(DataError, match="do not match cifar10's classes.*unexpected: \\[\\]"):
+        data.load("cifar10", tmp_path)
+
+
+def test_train_and_test_with_different_classes_are_refused(tmp_path):
+    write_image_folder(tmp_path, per_class=1)
+    (tmp_path / "test" / "airplane" / "0000.png").rename(tmp_path / "stray.png")
+    (tmp_path / "test" / "airplane").rmdir()
+    with pytest.raises(DataError, match="different class folders.*only in train: \\['airplane'\\]"):
+        data.load("cifar10", tmp_path)
+
+
+def test_cifar10_folder_given_as_cifar100_is_refused(tmp_path):
+    write_image_folder(tmp_path, per_class=1)
+    with pytest.raises(DataError, match="set DATASET to the data set they hold"):
+        data.load("cifar100", tmp_path)
+
+
+def test_images_of_the_wrong_size_are_refused(tmp_path):
+    write_image_folder(tmp_path, per_class=1, size=(64, 48))
+    with pytest.raises(DataError, match="is 64x48 pixels; CIFAR images are 32x32"):
+        data.load("cifar10", tmp_path)
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    write_image_folder(tmp_path, per_class=1)
+    (tmp_path / "train" / "cat" / "0000.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="train/cat/0000.png is not a readable image"):
+        data.load("cifar10", tmp_path)
+
+
+def test_a_file_that_is_not_an_archive_is_refused(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(DataError, match="not an archive"):
+        data.load("cifar10", notes)
+
+
+def test_sample_is_real_balanced_and_says_so():
+    cifar = data.load("cifar10", "sample")
+    assert cifar.source == "sample" and "bundled CIFAR-10 sample" in cifar.banner
+    assert np.array_equal(np.bincount(cifar.train.labels), np.full(10, 500))
+    assert np.array_equal(np.bincount(cifar.test.labels), np.full(10, 100))
+    mean, _ = data.channel_stats(cifar.train.images)
+    assert 0.4 < mean[0] < 0.6  # natural photos, not noise or a blank
+
+
+def test_cifar100_on_the_sample_is_labelled_a_stand_in():
+    cifar = data.load("cifar100", "sample")
+    assert cifar.dataset == "cifar100" and cifar.num_classes == 10
+    assert "no CIFAR-100 images" in cifar.banner
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    cifar = data.load("cifar10", "sample")
+    train, val, test = data.split(cifar, 0.1, seed=3, train_size=2000, test_size=500)
+    assert (len(train), len(val), len(test)) == (1800, 200, 500)
+    assert np.array_equal(np.bincount(val.labels), np.full(10, 20))
+    assert np.array_equal(np.bincount(test.labels), np.full(10, 50))
+    again = data.split(cifar, 0.1, seed=3, train_size=2000, test_size=500)
+    assert np.array_equal(again[1].images, val.images)
+    # no validation image is also a training image
+    train_rows = {img.tobytes() for img in train.images}
+    assert not any(img.tobytes() in train_rows for img in val.images)
+    other = data.split(cifar, 0.1, seed=4, train_size=2000, test_size=500)
+    assert not np.array_equal(other[1].images, val.images)
+
+
+def test_channel_stats_match_numpy():
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    mean, std = data.channel_stats(images)
+    assert np.allclose(mean, (images / 255).mean(axis=(0, 1, 2)))
+    assert np.allclose(std, (images / 255).std(axis=(0, 1, 2), ddof=1))
+
+
+def test_load_image_crops_and_shrinks_any_photo(tmp_path):
+    from PIL import Image
+    Image.new("RGB", (120, 80), (200, 10, 10)).save(tmp_path / "photo.jpg")
+    image = data.load_image(tmp_path / "photo.jpg")
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    assert image[..., 0].mean() > 150
+    with pytest.raises(DataError, match="No image at"):
+        data.load_image(tmp_path / "missing.jpg")

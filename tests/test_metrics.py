@@ -1,0 +1,37 @@
+"""Top-k accuracy, the confusion matrix and per-class accuracy against hand counts."""
+
+import numpy as np
+import torch
+
+from cifar_utils import metrics
+
+
+def test_topk_against_a_hand_count():
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.05, 0.15], [0.2, 0.3, 0.5]])
+    labels = torch.tensor([1, 2, 0])
+    top1, top2 = metrics.topk_correct(logits, labels, (1, 2))
+    assert top1.item() == 1  # only the first row's best guess is right
+    assert top2.item() == 2  # row 2: label 2 is second best; row 3: label 0 is last
+
+
+def test_topk_larger_than_the_class_count_counts_everything():
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    assert metrics.topk_correct(logits, labels, (5,))[0].item() == 5
+
+
+def test_confusion_matrix_and_per_class_accuracy():
+    cm = metrics.confusion_matrix(np.array([0, 1, 1, 2, 0]), np.array([0, 1, 2, 2, 1]), 3)
+    assert cm.tolist() == [[1, 0, 0], [1, 1, 0], [0, 1, 1]]
+    assert np.allclose(metrics.per_class_accuracy(cm), [1.0, 0.5, 0.5])
+
+
+def test_evaluate_matches_a_direct_computation():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4)
+    x, y = torch.randn(30, 6), torch.randint(0, 4, (30,))
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 30, 8)]
+    out = metrics.evaluate(model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        logits = model(x)
+    assert np.isclose(out["loss"], torch.nn.functional.cross_entropy(logits, y).item(), rtol=1e-5)
+    assert out["top1"] == (logits.argmax(1) == y).sum().item() / 30
