@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .train import Callback, FitState
 
@@ -107,3 +108,39 @@ class EarlyStopping(Callback):
         else:
             self.waited += 1
             state.stop = self.waited >= self.patience
+
+
+def freeze(module: nn.Module) -> None:
+    """Stop training a module: no gradients for its parameters, fixed BatchNorm statistics."""
+    module.requires_grad_(False)
+    module.eval()
+
+
+def unfreeze(module: nn.Module) -> None:
+    """Train a frozen module again."""
+    module.requires_grad_(True)
+    module.train()
+
+
+class FreezeThenUnfreeze(Callback):
+    """Keep `body` frozen for the first `frozen_epochs` epochs (all of them if None), then train it.
+
+    The learning rates are the optimizer's: give the body its own parameter group with a
+    lower rate (or one group per stage for layer-wise rates). While frozen, its parameters
+    get no gradients, so the optimizer leaves them untouched, momentum and weight decay included.
+    """
+
+    def __init__(self, body: nn.Module, frozen_epochs: int | None = None):
+        self.body, self.frozen_epochs = body, frozen_epochs
+
+    def frozen(self, epoch: int) -> bool:
+        return self.frozen_epochs is None or epoch <= self.frozen_epochs
+
+    def on_fit_start(self, state: FitState) -> None:
+        freeze(self.body)
+
+    def on_epoch_start(self, state: FitState) -> None:
+        if self.frozen(state.epoch):
+            self.body.eval()  # fit() has just called model.train(): keep BatchNorm fixed
+        elif self.frozen(state.epoch - 1):
+            unfreeze(self.body)

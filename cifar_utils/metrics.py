@@ -65,3 +65,47 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(cm) / totals, np.nan)
+
+
+def count_flops(model: nn.Module, image_size: int = 32) -> int:
+    """Floating-point operations of one forward pass on one image, by PyTorch's FLOP counter.
+
+    A multiply-add counts as two operations, as FlopCounterMode counts them.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size, device=device))
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
+                   warmup: int = 5) -> float:
+    """Median time in milliseconds of one forward pass at batch 1 on the CPU."""
+    import copy
+    import time
+
+    model = copy.deepcopy(model).cpu().eval()
+    x = torch.randn(1, 3, image_size, image_size)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            model(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def size_on_disk_mb(model: nn.Module) -> float:
+    """Size of the model's saved state_dict in megabytes (10^6 bytes)."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    return buffer.tell() / 1e6

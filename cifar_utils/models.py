@@ -1,10 +1,14 @@
-"""The course's models and a registry that builds them by name."""
+"""The course's models, torchvision's ImageNet models adapted to CIFAR, and a registry by name."""
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
 
@@ -44,14 +48,117 @@ class SimpleCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions plus a shortcut: the block learns a correction to its input."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()  # identity, unless the shape changes
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))  # the residual connection
+
+
+class CifarResNet18(nn.Module):
+    """ResNet18 for 32x32 images: a 3x3 stem and no max-pool, so layer1 works at 32x32."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, ...] = (64, 128, 256, 512)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        layers, c_in = [], widths[0]
+        for i, c_out in enumerate(widths):
+            stride = 1 if i == 0 else 2  # 32 -> 32 -> 16 -> 8 -> 4
+            layers.append(nn.Sequential(BasicBlock(c_in, c_out, stride), BasicBlock(c_out, c_out)))
+            c_in = c_out
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 64, 32, 32)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B, 512, 4, 4)
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are neither in torchvision's cache nor downloadable here."""
+
+
+# torchvision name -> (builder, its ImageNet weights enum)
+TORCHVISION_MODELS = {
+    "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
+    "mobilenet_v2": (torchvision.models.mobilenet_v2,
+                     torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1),
+    "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small,
+                           torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1),
+}
+
+
+def weights_file(name: str) -> Path:
+    """Where torchvision's cache ($TORCH_HOME/hub/checkpoints) keeps a model's ImageNet weights."""
+    weights = TORCHVISION_MODELS[name][1]
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def imagenet_weights(name: str, download: bool = True):
+    """Return the weights enum for `name` if its file is cached or can be downloaded.
+
+    Raises WeightsUnavailable with the file's URL and the path to copy it to.
+    """
+    weights = TORCHVISION_MODELS[name][1]
+    path = weights_file(name)
+    if path.is_file():
+        return weights
+    how = (f"Download {weights.url} on a machine with internet access and copy the file to "
+           f"{path} (torchvision's cache; set TORCH_HOME to move it).")
+    if not download:
+        raise WeightsUnavailable(f"ImageNet weights for {name} are not cached. {how}")
+    try:
+        torch.hub.load_state_dict_from_url(weights.url, progress=True, check_hash=True)
+    except Exception as err:  # no network, a proxy, a bad hash: all mean no weights
+        raise WeightsUnavailable(f"ImageNet weights for {name} are not cached and downloading "
+                                 f"them failed ({err}). {how}") from err
+    return weights
+
+
+def torchvision_model(name: str, num_classes: int, pretrained: bool = False,
+                      download: bool = True) -> nn.Module:
+    """A torchvision ImageNet architecture with a fresh classifier for `num_classes`.
+
+    pretrained=True loads ImageNet weights through the weights enum (never a random stand-in:
+    WeightsUnavailable is raised when they cannot be had).
+    """
+    builder, _ = TORCHVISION_MODELS[name]
+    weights = imagenet_weights(name, download) if pretrained else None
+    model = builder(weights=weights)
+    if name == "resnet18":
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    else:
+        last = model.classifier[-1]
+        model.classifier[-1] = nn.Linear(last.in_features, num_classes)
+    return model
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "logistic_regression": LogisticRegression,
     "simple_cnn": SimpleCNN,
+    "resnet18_cifar": CifarResNet18,
+    **{name: functools.partial(torchvision_model, name) for name in TORCHVISION_MODELS},
 }
 
 
 def build(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """Build a registered model by name."""
+    """Build a registered model by name (torchvision ones take pretrained= and download=)."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
     return REGISTRY[name](num_classes=num_classes, **kwargs)

@@ -38,10 +38,12 @@ def write(notebook: str, cfg: Settings, data: CifarData, runs: list[dict], **ext
 
 
 def run_record(name: str, model, history: list[dict], test: dict[str, float], **extra) -> dict:
-    """One run's entry: the six keys every run has, plus what the notebook measured."""
+    """One run's entry: the six keys every run has, its learning curve, and what else it measured."""
+    curve = [{k: round(r[k], 4) for k in ("epoch", "train_loss", "train_top1", "val_loss",
+                                          "val_top1")} for r in history]
     return {"name": name, "params": count_parameters(model), "epochs": len(history),
             "train_seconds": round(train_seconds(history), 2), "test_top1": test["top1"],
-            "test_top5": test["top5"], **extra}
+            "test_top5": test["top5"], **extra, "history": curve}
 
 
 def read(path: str | Path) -> dict:

@@ -39,7 +39,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "laptop": Profile(
         "laptop", train_size=None, test_size=None, val_fraction=0.1, batch_size=128,
-        epochs={"linear": 5, "cnn": 10, "resnet": 2, "transfer": 2},
+        epochs={"linear": 5, "cnn": 8, "resnet": 2, "transfer": 2},
         description="real CIFAR, minutes per notebook on a laptop CPU",
     ),
     "full": Profile(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .losses import CrossEntropy
 from .metrics import evaluate, topk_correct
 from .settings import autocast
 
@@ -52,21 +53,25 @@ class Callback:
 
 def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
         optimizer: torch.optim.Optimizer, device: torch.device,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         callbacks: Sequence[Callback] = (), amp_dtype: torch.dtype | None = None,
         show_progress: bool = True, desc: str = "train") -> list[dict]:
     """Train for `epochs`, validating after each; return one record per epoch.
 
     A record holds epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5 and
-    seconds (training time of the epoch, validation excluded).
+    seconds (training time of the epoch, validation excluded). loss_fn(logits, targets,
+    inputs) defaults to cross-entropy; distillation uses the inputs to ask its teacher.
     """
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    loss_fn = loss_fn or CrossEntropy()
     model.to(device)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)
     state = FitState(model, optimizer, epochs, len(train_loader))
     for cb in callbacks:
         cb.on_fit_start(state)
     bar = progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress)
     for state.epoch in bar:
+        model.train()  # before the callbacks, so that one may put frozen parts back in eval
         for cb in callbacks:
             cb.on_epoch_start(state)
         lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
@@ -92,7 +97,6 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
 def _train_epoch(state: FitState, loader, loss_fn, device, amp_dtype, callbacks) -> dict:
     """One pass over the training data; sums stay on the device until the epoch ends."""
     model, optimizer = state.model, state.optimizer
-    model.train()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -100,7 +104,7 @@ def _train_epoch(state: FitState, loader, loss_fn, device, amp_dtype, callbacks)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with autocast(device, amp_dtype):
             logits = model(x)
-            loss = loss_fn(logits, y)
+            loss = loss_fn(logits, y, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -46,7 +46,7 @@ def write_torchvision_layout(root: Path, dataset: str, n_train: int = 50, n_test
     names = CIFAR10_FILES if dataset == "cifar10" else ["train"]
     expected = {"train": [], "test": []}
     train_list = []
-    for i, name in enumerate(names):
+    for name in names:
         n = n_train // len(names)
         x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         y = [int(v) for v in rng.integers(0, len(classes), n)]

@@ -7,10 +7,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import pack, snapshot, write_image_folder, write_torchvision_layout
 
 from cifar_utils import data
 from cifar_utils.data import DataError
+from conftest import pack, snapshot, write_image_folder, write_torchvision_layout
 
 
 def test_torchvision_layout_loads_both_datasets(torchvision_root):

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from cifar_utils import callbacks, data, loaders, models, train
-from cifar_utils.data import ImageSet
 
 CPU = torch.device("cpu")
 

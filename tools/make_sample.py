@@ -25,7 +25,7 @@ def main(source: str, target: str) -> None:
                     (m.name, archive.extractfile(m).read()))
     rng = np.random.default_rng(SEED)
     with tarfile.open(target, "w:gz", compresslevel=9) as out:
-        for (split, cls), files in sorted(members.items()):
+        for (split, _class), files in sorted(members.items()):
             files.sort()
             for i in sorted(rng.choice(len(files), PER_CLASS[split], replace=False)):
                 name, data = files[i]

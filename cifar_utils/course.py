@@ -1,0 +1,207 @@
+"""Run the whole course headless with papermill, then report what every notebook measured.
+
+    python -m cifar_utils.course run [--only 00 02] [--profile smoke] [-p EPOCHS 3] [--out DIR]
+    python -m cifar_utils.course run --out DIR --resume   # skip notebooks already done
+    python -m cifar_utils.course report DIR               # rebuild DIR/report.md and .html
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from . import report
+from .settings import DATASETS, DEVICES, PROFILES
+from .train import PLAIN_PROGRESS_ENV
+
+STATE_FILE = "run.json"
+# Checked beyond their type: the stable parameters whose values come from a fixed list.
+CHOICES = {"PROFILE": ("auto", *PROFILES), "DATASET": DATASETS, "DEVICE": DEVICES}
+# The stable parameters whose default None hides their type: what else they accept.
+NONE_OR = {"EPOCHS": int, "BATCH_SIZE": int, "DATA_DIR": str, "RESULTS_DIR": str}
+# What a notebook does when the one it builds on failed (it still runs).
+DEPENDS_ON = {"06": ("03", "06 trains its own ResNet18 teacher, since 03 left no checkpoint")}
+
+
+class ParameterError(ValueError):
+    """A parameter the notebooks do not define, or a value they cannot take."""
+
+
+def find_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks of `folder`, in order, or those whose number or stem is in `only`."""
+    notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        raise SystemExit(f"No numbered notebooks (00_*.ipynb ...) in {folder}: pass --notebooks.")
+    if only:
+        known = {nb.stem[:2] for nb in notebooks} | {nb.stem for nb in notebooks}
+        unknown = [name for name in only if name not in known]
+        if unknown:
+            raise SystemExit(f"--only {' '.join(unknown)}: no such notebook in {folder} "
+                             f"(have {', '.join(nb.stem for nb in notebooks)}).")
+        notebooks = [nb for nb in notebooks if nb.stem[:2] in only or nb.stem in only]
+    return notebooks
+
+
+def parse_value(text: str):
+    """Read a -p value the way papermill's command line does: None, True, 3, 0.1, or a string."""
+    lowered = {"none": None, "true": True, "false": False}
+    if text.lower() in lowered:
+        return lowered[text.lower()]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _type_ok(name: str, value, default) -> bool:
+    """Whether `value` may replace parameter `name`, whose default is `default`."""
+    if value is None:
+        return default is None or name in NONE_OR
+    if default is None:  # EPOCHS = None takes an int; a notebook's own None takes a string
+        kind = NONE_OR.get(name, str)
+        return isinstance(value, kind) and not isinstance(value, bool)
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def check_parameters(notebooks: list[Path], parameters: dict) -> dict[Path, dict]:
+    """Check every name and value against the notebooks' parameters cells, before running.
+
+    Returns, per notebook, the parameters it defines (a notebook gets only its own).
+    """
+    import papermill
+
+    declared = {nb: papermill.inspect_notebook(str(nb)) for nb in notebooks}
+    valid = sorted({name for params in declared.values() for name in params})
+    for name, value in parameters.items():
+        if name not in valid:
+            raise ParameterError(f"Unknown parameter {name!r}: the notebooks define "
+                                 f"{', '.join(valid)}.")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ParameterError(f"{name}={value!r} is not one of {', '.join(CHOICES[name])}.")
+        for nb, params in declared.items():
+            if name in params:
+                default = _literal(params[name]["default"])
+                if not _type_ok(name, value, default):
+                    raise ParameterError(
+                        f"{name}={value!r} ({type(value).__name__}) does not fit {nb.name}, "
+                        f"where it defaults to {params[name]['default']} "
+                        f"({params[name]['help'] or type(default).__name__}).")
+    return {nb: {k: v for k, v in parameters.items() if k in params}
+            for nb, params in declared.items()}
+
+
+def _literal(source: str):
+    import ast
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return source
+
+
+def _load_state(out: Path) -> dict:
+    path = out / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else {"done": {}}
+
+
+def _save_state(out: Path, state: dict) -> None:
+    (out / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False,
+        timeout: float | None = None) -> int:
+    """Execute the notebooks in order into `out`; return the number that failed."""
+    import papermill
+
+    per_notebook = check_parameters(notebooks, {**parameters, "RESULTS_DIR": str(out)})
+    out.mkdir(parents=True, exist_ok=True)
+    state = _load_state(out) if resume else {"done": {}}
+    os.environ[PLAIN_PROGRESS_ENV] = "1"  # the kernels inherit it: text bars, small notebooks
+    failed: dict[str, str] = {}
+    start = time.perf_counter()
+    for i, nb in enumerate(notebooks, 1):
+        params = per_notebook[nb]
+        label = f"[{i}/{len(notebooks)}] {nb.stem}"
+        if resume and state["done"].get(nb.stem) == params and (out / f"{nb.stem}.json").exists():
+            print(f"{label}: done earlier with the same parameters, skipped")
+            continue
+        dependency = DEPENDS_ON.get(nb.stem[:2])
+        if dependency and any(stem.startswith(dependency[0]) for stem in failed):
+            print(f"{label}: note: {dependency[1]}")
+        print(f"{label}: running ({time.perf_counter() - start:.0f} s into the run)", flush=True)
+        began = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
+                                       kernel_name="python3", progress_bar=True,
+                                       cwd=os.getcwd(), execution_timeout=timeout)
+        except papermill.PapermillExecutionError as err:
+            failed[nb.stem] = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
+            print(f"{label}: FAILED in cell {err.exec_count} ({err.ename}: {err.evalue}); "
+                  f"see {out / nb.name}", flush=True)
+            continue
+        except Exception as err:  # a dead kernel, a timeout: name it, go on with the rest
+            failed[nb.stem] = f"{type(err).__name__}: {err}"
+            print(f"{label}: FAILED ({type(err).__name__}: {err})", flush=True)
+            continue
+        state["done"][nb.stem] = params
+        _save_state(out, state)
+        print(f"{label}: finished in {time.perf_counter() - began:.0f} s", flush=True)
+    paths = report.write(out)
+    print(f"\nAll done in {time.perf_counter() - start:.0f} s. Report: {paths[0]} and {paths[1]}")
+    for stem, why in failed.items():
+        print(f"FAILED {stem}: {why}")
+    return len(failed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    go = commands.add_parser("run", help="execute the notebooks with papermill, then report")
+    go.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or stems to run")
+    go.add_argument("--profile", default="auto", help="auto | smoke | laptop | full")
+    go.add_argument("--dataset", default=None, help="cifar10 | cifar100")
+    go.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                    metavar=("NAME", "VALUE"), help="any parameter, as papermill takes it")
+    go.add_argument("--out", type=Path, help="output folder (default: runs/<time>-<profile>)")
+    go.add_argument("--resume", action="store_true",
+                    help="skip notebooks already done in --out with the same parameters")
+    go.add_argument("--notebooks", type=Path, default=Path("notebooks"),
+                    help="folder of numbered notebooks (default: ./notebooks)")
+    go.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
+    rep = commands.add_parser("report", help="rebuild the report of a run folder")
+    rep.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "report":
+        md, html = report.write(args.folder)
+        print(f"Report: {md} and {html}")
+        return 0
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    parameters["PROFILE"] = parameters.get("PROFILE", args.profile)
+    if args.dataset:
+        parameters["DATASET"] = args.dataset
+    if args.resume and not args.out:
+        parser.error("--resume needs the --out folder of the run to resume")
+    out = args.out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{parameters['PROFILE']}"
+    notebooks = find_notebooks(args.notebooks, args.only)
+    try:
+        failures = run(notebooks, parameters, out, resume=args.resume, timeout=args.timeout)
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

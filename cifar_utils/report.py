@@ -1,0 +1,136 @@
+"""The course report: every run of every notebook in one table, and plots, as Markdown and HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # the report is drawn off-screen, from the command line
+import matplotlib.pyplot as plt  # noqa: E402
+
+from . import results  # noqa: E402
+
+COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
+           ("data_source", "data"), ("profile", "profile"), ("device", "device"),
+           ("params", "parameters"), ("flops", "FLOPs"), ("epochs", "epochs"),
+           ("train_seconds", "train s"), ("test_top1", "test top-1"), ("test_top5", "test top-5")]
+
+
+def collect(folder: Path) -> tuple[list[dict], list[str]]:
+    """Read every results JSON in `folder`: (one row per run, notes a reader must see)."""
+    rows, notes = [], []
+    for path in sorted(folder.glob("[0-9][0-9]_*.json")):
+        record = results.read(path)
+        if record["data_source"] == "sample":
+            notes.append(f"{record['notebook']}: ran on the bundled CIFAR-10 sample, not the full "
+                         "data set; its accuracies are not CIFAR results.")
+        if record.get("data_note") and record["dataset"] == "cifar100" and record["data_source"] == "sample":
+            notes.append(f"{record['notebook']}: the sample holds no CIFAR-100 images; this "
+                         "cifar100 run trained on 10 CIFAR-10 classes.")
+        for run in record["runs"]:
+            if run.get("pretrained_loaded") is False:
+                notes.append(f"{record['notebook']} / {run['name']}: pretrained weights were "
+                             "missing; this arm did not use them.")
+            rows.append({**{k: record[k] for k in ("notebook", "dataset", "data_source",
+                                                    "profile", "device")}, **run})
+    return rows, notes
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "–"
+    if key in ("test_top1", "test_top5"):
+        return f"{value:.1%}"
+    if key == "params":
+        return f"{value:,}"
+    if key == "flops":
+        return f"{value / 1e6:,.1f} M"
+    if key == "train_seconds":
+        return f"{value:,.1f}"
+    return str(value)
+
+
+def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
+    """Draw the report's figures into folder/report_files; return (title, path) pairs."""
+    out = folder / "report_files"
+    out.mkdir(exist_ok=True)
+    figures = []
+    trained = [r for r in rows if r.get("epochs")]
+    if trained:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        for ax, key, label in ((axes[0], "params", "parameters"),
+                               (axes[1], "train_seconds", "training time (s)")):
+            for r in trained:
+                ax.scatter(r[key], r["test_top1"])
+                ax.annotate(r["name"], (r[key], r["test_top1"]), fontsize=8,
+                            xytext=(4, 4), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{label} (log scale)")
+            ax.set_ylabel("test top-1")
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        figures.append(("Accuracy against size and training time", out / "accuracy.png"))
+        fig.savefig(figures[-1][1], dpi=110)
+        plt.close(fig)
+    notebooks = sorted({r["notebook"] for r in rows if r.get("history")})
+    for nb in notebooks:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for r in rows:
+            if r["notebook"] == nb and r.get("history"):
+                ax.plot([h["epoch"] for h in r["history"]], [h["val_top1"] for h in r["history"]],
+                        marker="o", label=r["name"])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation top-1")
+        ax.set_title(nb)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        figures.append((f"Learning curves: {nb}", out / f"curves_{nb}.png"))
+        fig.savefig(figures[-1][1], dpi=110)
+        plt.close(fig)
+    return figures
+
+
+def write(folder: str | Path) -> tuple[Path, Path]:
+    """Write folder/report.md and a self-contained folder/report.html from its results JSON."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"No run folder at {folder}.")
+    rows, notes = collect(folder)
+    figures = _plots(rows, folder)
+    header = [title for _, title in COLUMNS]
+    table = [[_cell(k, r.get(k)) for k, _ in COLUMNS] for r in rows]
+
+    md = [f"# Course report: {folder.name}", ""]
+    md += [f"- **Note:** {n}" for n in notes] + ([""] if notes else [])
+    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(row) + " |" for row in table]
+    if not rows:
+        md.append("\nNo notebook recorded a run in this folder yet.")
+    for title, path in figures:
+        md += ["", f"## {title}", "", f"![{title}]({path.relative_to(folder).as_posix()})"]
+    md_path = folder / "report.md"
+    md_path.write_text("\n".join(md) + "\n")
+
+    esc = html.escape
+    parts = [f"<h1>Course report: {esc(folder.name)}</h1>"]
+    parts += [f"<p class='note'><b>Note:</b> {esc(n)}</p>" for n in notes]
+    parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
+                           for row in table) + "</table>")
+    for title, path in figures:
+        data = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' "
+                     f"src='data:image/png;base64,{data}'>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "text-align:right}th{background:#eee}.note{background:#fff4ce;padding:6px}"
+             "img{max-width:100%}")
+    html_path = folder / "report.html"
+    html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Course "
+                         f"report</title><style>{style}</style></head><body>"
+                         + "\n".join(parts) + "</body></html>\n")
+    return md_path, html_path

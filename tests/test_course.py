@@ -1,0 +1,115 @@
+"""The course runner's mechanics on tiny stand-in notebooks: checks, failures, resume, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cifar_utils import course
+
+NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
+
+BODY = """
+import json, os, pathlib
+if os.path.exists(FAIL_IF):
+    raise RuntimeError("asked to fail")
+with open(LOG, "a") as f:
+    f.write(NAME + "\\n")
+run = {"name": NAME, "params": 10, "epochs": EPOCHS or 1, "train_seconds": 0.1,
+       "test_top1": 0.5, "test_top5": 0.9}
+record = {"notebook": NAME, "dataset": "cifar10", "data_source": "sample", "profile": PROFILE,
+          "device": "cpu", "seed": 0, "runs": [run]}
+pathlib.Path(RESULTS_DIR, NAME + ".json").write_text(json.dumps(record))
+"""
+
+
+def write_notebooks(folder: Path, log: Path, fail_flag: Path, count: int = 4) -> None:
+    folder.mkdir()
+    for i in range(count):
+        name = f"{i:02d}_step"
+        params = nbformat.v4.new_code_cell(
+            f'PROFILE = "auto"  # auto | smoke | laptop | full\nEPOCHS = None\nRESULTS_DIR = None\n'
+            f'LOG = {str(log)!r}\nFAIL_IF = {str(fail_flag) if i == count - 1 else "/nonexistent"!r}\n'
+            f'NAME = {name!r}')
+        params.metadata["tags"] = ["parameters"]
+        nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(BODY)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+def test_an_unknown_parameter_is_refused_before_anything_runs(tmp_path, capsys):
+    status = course.main(["run", "-p", "EPOCHZ", "3", "--out", str(tmp_path / "run"),
+                          "--notebooks", str(NOTEBOOK_DIR)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert "Unknown parameter 'EPOCHZ'" in err and "EPOCHS" in err and "DATA_DIR" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-p", "EPOCHS", "three"], "EPOCHS='three' (str) does not fit"),
+    (["--profile", "fast"], "PROFILE='fast' is not one of auto, smoke, laptop, full"),
+    (["--dataset", "cifar1000"], "DATASET='cifar1000' is not one of cifar10, cifar100"),
+    (["-p", "DOWNLOAD", "1"], "DOWNLOAD=1 (int) does not fit"),
+    (["-p", "SEED", "None"], "SEED=None (NoneType) does not fit"),
+])
+def test_values_of_the_wrong_type_or_outside_the_choices_are_refused(args, message, tmp_path,
+                                                                     capsys):
+    status = course.main(["run", *args, "--out", str(tmp_path / "run"),
+                          "--notebooks", str(NOTEBOOK_DIR)])
+    assert status == 2 and message in capsys.readouterr().err
+
+
+def test_unknown_notebook_in_only_is_refused():
+    with pytest.raises(SystemExit, match="--only 42: no such notebook"):
+        course.main(["run", "--only", "42", "--notebooks", str(NOTEBOOK_DIR)])
+
+
+def test_parse_value_reads_like_papermill():
+    assert [course.parse_value(v) for v in ("None", "true", "3", "0.5", "cifar10")] == [
+        None, True, 3, 0.5, "cifar10"]
+
+
+def test_a_failure_is_reported_the_run_goes_on_and_resume_runs_only_the_rest(tmp_path, capsys):
+    notebooks, log, fail = tmp_path / "nbs", tmp_path / "log.txt", tmp_path / "fail"
+    write_notebooks(notebooks, log, fail)
+    fail.touch()
+    out = tmp_path / "run"
+    args = ["run", "--profile", "smoke", "-p", "EPOCHS", "2", "--out", str(out),
+            "--notebooks", str(notebooks)]
+    assert course.main(args) == 1  # the fourth notebook failed: non-zero exit
+    printed = capsys.readouterr().out
+    assert "03_step: FAILED in cell" in printed and "RuntimeError: asked to fail" in printed
+    assert log.read_text().split() == ["00_step", "01_step", "02_step"]
+    assert (out / "report.md").exists()  # a report of what did finish
+
+    fail.unlink()
+    assert course.main([*args, "--resume"]) == 0
+    assert log.read_text().split() == ["00_step", "01_step", "02_step", "03_step"]
+    printed = capsys.readouterr().out
+    assert printed.count("done earlier with the same parameters, skipped") == 3
+
+    # other parameters: resume runs everything again
+    assert course.main(["run", "--profile", "smoke", "-p", "EPOCHS", "3", "--out", str(out),
+                        "--notebooks", str(notebooks), "--resume"]) == 0
+    assert log.read_text().split().count("00_step") == 2
+    rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| 0")]
+    assert len(rows) == 4
+    assert json.loads((out / "run.json").read_text())["done"]["03_step"]["EPOCHS"] == 3
+
+
+def test_report_rebuilds_from_a_folder(tmp_path, capsys):
+    notebooks, log = tmp_path / "nbs", tmp_path / "log.txt"
+    write_notebooks(notebooks, log, tmp_path / "never", count=2)
+    out = tmp_path / "run"
+    assert course.main(["run", "--profile", "smoke", "--out", str(out),
+                        "--notebooks", str(notebooks)]) == 0
+    (out / "report.md").unlink()
+    assert course.main(["report", str(out)]) == 0
+    rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| 0")]
+    assert len(rows) == 2
+    assert "ran on the bundled CIFAR-10 sample" in (out / "report.html").read_text()
