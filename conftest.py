@@ -12,3 +12,4 @@ os.environ["CIFAR_COURSE_PLAIN_PROGRESS"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
 os.environ.setdefault("CIFAR_RESULTS_DIR", os.path.join(_scratch, "results"))
 os.environ.setdefault("CIFAR_DATA_DIR", os.path.join(_scratch, "no-data-here"))
+os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")  # an empty weights cache

@@ -144,3 +144,13 @@ class FreezeThenUnfreeze(Callback):
             self.body.eval()  # fit() has just called model.train(): keep BatchNorm fixed
         elif self.frozen(state.epoch - 1):
             unfreeze(self.body)
+
+
+class LRMonitor(Callback):
+    """Record every parameter group's learning rate after each step, to plot the schedule."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.lrs: list[list[float]] = []  # (steps, groups)
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.lrs.append([g["lr"] for g in state.optimizer.param_groups])

@@ -130,10 +130,15 @@ def load_for(cfg: Settings) -> CifarData:
     return load(cfg.dataset, cfg.data_dir, cfg.download)
 
 
-def split_for(data: CifarData, cfg: Settings) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """Return (train, val, test) sized by the settings' profile and seeded by its seed."""
+def split_for(data: CifarData, cfg: Settings,
+              resnet: bool = False) -> tuple[ImageSet, ImageSet, ImageSet]:
+    """Return (train, val, test) sized by the settings' profile and seeded by its seed.
+
+    resnet=True keeps the profile's smaller training set for ResNet-sized models.
+    """
     p = cfg.profile
-    return split(data, p.val_fraction, cfg.seed, p.train_size, p.test_size)
+    train_size = p.resnet_train_size if resnet and p.resnet_train_size else p.train_size
+    return split(data, p.val_fraction, cfg.seed, train_size, p.test_size)
 
 
 def _load_file(dataset: str, path: Path) -> CifarData:

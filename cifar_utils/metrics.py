@@ -67,8 +67,8 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, np.diag(cm) / totals, np.nan)
 
 
-def count_flops(model: nn.Module, image_size: int = 32) -> int:
-    """Floating-point operations of one forward pass on one image, by PyTorch's FLOP counter.
+def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> int:
+    """Floating-point operations of one forward pass on one input, by PyTorch's FLOP counter.
 
     A multiply-add counts as two operations, as FlopCounterMode counts them.
     """
@@ -79,7 +79,7 @@ def count_flops(model: nn.Module, image_size: int = 32) -> int:
     device = next(model.parameters()).device
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(torch.zeros(1, 3, image_size, image_size, device=device))
+        model(torch.zeros(1, channels, image_size, image_size, device=device))
     model.train(was_training)
     return counter.get_total_flops()
 

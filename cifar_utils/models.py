@@ -149,6 +149,19 @@ def torchvision_model(name: str, num_classes: int, pretrained: bool = False,
     return model
 
 
+class Upsampled(nn.Module):
+    """Resize the input batch (bilinear) before the wrapped model: 32x32 -> size x size."""
+
+    def __init__(self, model: nn.Module, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.size:
+            x = nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return self.model(x)
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "logistic_regression": LogisticRegression,
     "simple_cnn": SimpleCNN,

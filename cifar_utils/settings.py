@@ -28,23 +28,26 @@ class Profile:
     val_fraction: float  # share of the kept training images held out for validation
     batch_size: int
     epochs: dict[str, int] = field(default_factory=dict)  # model family -> epochs
+    resnet_train_size: int | None = None  # training images for ResNet-sized models (None: all)
     description: str = ""
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke", train_size=5000, test_size=1000, val_fraction=0.1, batch_size=64,
-        epochs={"linear": 2, "cnn": 3, "resnet": 1, "transfer": 1},
+        epochs={"linear": 2, "cnn": 3, "resnet": 2, "transfer": 2, "student": 2},
+        resnet_train_size=500,
         description="the bundled sample, a few steps: seconds per notebook on a CPU, for tests",
     ),
     "laptop": Profile(
         "laptop", train_size=None, test_size=None, val_fraction=0.1, batch_size=128,
-        epochs={"linear": 5, "cnn": 8, "resnet": 2, "transfer": 2},
+        epochs={"linear": 5, "cnn": 8, "resnet": 2, "transfer": 3, "student": 3},
+        resnet_train_size=10000,  # a ResNet18 step costs ~30 SimpleCNN steps on a CPU
         description="real CIFAR, minutes per notebook on a laptop CPU",
     ),
     "full": Profile(
         "full", train_size=None, test_size=None, val_fraction=0.1, batch_size=512,
-        epochs={"linear": 20, "cnn": 30, "resnet": 40, "transfer": 10},
+        epochs={"linear": 20, "cnn": 30, "resnet": 40, "transfer": 10, "student": 30},
         description="all of CIFAR and enough epochs for headline accuracy on one GPU",
     ),
 }

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar_utils import data
+from cifar_utils import course, data
 
+NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
@@ -114,3 +115,17 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def smoke_course(tmp_path_factory):
+    """Run every notebook once with `course run --profile smoke`; return the run folder.
+
+    DOWNLOAD=False: the ImageNet arms must take the missing-weights path even on a machine
+    that could download them.
+    """
+    out = tmp_path_factory.mktemp("course") / "smoke"
+    status = course.main(["run", "--profile", "smoke", "-p", "DOWNLOAD", "False", "--out", str(out),
+                          "--notebooks", str(NOTEBOOK_DIR)])
+    assert status == 0
+    return out

@@ -1,0 +1,207 @@
+"""Benchmark the input paths against the compute ceiling, for every model of the course.
+
+    python -m cifar_utils.bench                      # every model, on the device it finds
+    python -m cifar_utils.bench --quick --out b.json # under a minute on 2 CPU cores
+    python -m cifar_utils.bench --time-to-accuracy   # CIFAR ResNet18 to a test accuracy
+
+Three ways to feed the same training step, measured in one run:
+  tutorial: a DataLoader with PIL transforms, fp32, channels-first (the usual tutorial code);
+  course:   the tensor path (uint8 data on the device, batched crop/flip), bf16 and
+            channels-last on CUDA;
+  ceiling:  the course's step on one batch already on the device (no input work at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import callbacks, data, loaders, metrics, models, settings, train
+
+# model -> (input side in pixels, batch size on CUDA)
+MODELS = {"logistic_regression": (32, 512), "simple_cnn": (32, 512), "resnet18_cifar": (32, 512),
+          "mobilenet_v2": (64, 512), "mobilenet_v3_small": (64, 512), "resnet18": (64, 512)}
+QUICK_MODELS = ("logistic_regression", "simple_cnn")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(model: torch.nn.Module, batches: Iterable, steps: int, device: torch.device,
+               amp_dtype: torch.dtype | None = None, warmup: int = 2) -> float:
+    """Train `model` on `steps` batches after `warmup` more; return images per second."""
+    model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    seen, start = 0, None
+    for i, (x, y) in enumerate(batches):
+        if i == warmup:  # worker start-up and first kernels stay out of the clock
+            _sync(device)
+            start, seen = time.perf_counter(), 0
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with settings.autocast(device, amp_dtype):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+        if i + 1 == warmup + steps:
+            break
+    _sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def repeat(batch) -> Iterable:
+    """The same batch forever: the ceiling's input."""
+    while True:
+        yield batch
+
+
+def _model(name: str, num_classes: int, device: torch.device, channels_last: bool):
+    size = MODELS[name][0]
+    model = models.build(name, num_classes)
+    model = models.Upsampled(model, size) if size != 32 else model
+    # channels-last measures slower for MobileNetV3-small's squeeze-excite blocks on GPUs
+    if channels_last and name != "mobilenet_v3_small":
+        model = model.to(memory_format=torch.channels_last)
+    return model.to(device)
+
+
+def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, batch_size: int,
+                  steps: int, workers: int) -> dict:
+    """Images per second of one model through the tutorial path, the course path, the ceiling."""
+    mean, std = data.channel_stats(train_set.images)
+    cuda = device.type == "cuda"
+    amp = torch.bfloat16 if cuda else None
+    tutorial = loaders.torchvision_loader(train_set, batch_size, loaders.train_transforms(mean, std),
+                                          shuffle=True, num_workers=workers, device=device,
+                                          drop_last=True)
+    course = loaders.make_loaders(train_set, train_set, train_set, batch_size, device, mean, std,
+                                  pipeline="tensor").train
+    result = {"batch_size": batch_size,
+              "tutorial": throughput(_model(name, 10, device, False), _cycle(tutorial), steps,
+                                     device, None),
+              "course": throughput(_model(name, 10, device, cuda), _cycle(course), steps, device,
+                                   amp),
+              "ceiling": throughput(_model(name, 10, device, cuda), repeat(next(iter(course))),
+                                    steps, device, amp)}
+    result["course_over_ceiling"] = result["course"] / result["ceiling"]
+    result["course_over_tutorial"] = result["course"] / result["tutorial"]
+    return result
+
+
+def _cycle(loader) -> Iterable:
+    """Go over a loader's epochs without end."""
+    while True:
+        yield from loader
+
+
+def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
+                     epochs: int, batch_size: int, flip_tta: bool = True) -> dict:
+    """Train the CIFAR ResNet18 with one-cycle SGD; report the training time to `target`.
+
+    The test set is scored after each epoch (outside the clock), with test-time flip averaging
+    if asked (reported as such); training stops when it reaches the target.
+    """
+    train_set, test_set = cifar.train, cifar.test
+    mean, std = data.channel_stats(train_set.images)
+    dl = loaders.make_loaders(train_set, test_set, test_set, batch_size, device, mean, std)
+    cuda = device.type == "cuda"
+    model = _model("resnet18_cifar", cifar.num_classes, device, cuda)
+    lr = 0.1 * (batch_size / 128) ** 0.5
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4)
+    reached = {}
+
+    class StopAtTarget(train.Callback):
+        def on_epoch_end(self, state):
+            top1 = _test_top1(model, dl.test, device, flip_tta)
+            state.history[-1]["test_top1"] = top1
+            if top1 >= target and not reached:
+                reached.update(epoch=state.epoch, seconds=train.train_seconds(state.history))
+                state.stop = True
+
+    history = train.fit(model, dl.train, dl.val, epochs=epochs, optimizer=optimizer,
+                        device=device, callbacks=[callbacks.OneCycle(lr), StopAtTarget()],
+                        amp_dtype=torch.bfloat16 if cuda else None, desc="time to accuracy")
+    return {"target": target, "reached": bool(reached), "flip_tta": flip_tta,
+            "epochs_run": len(history), "train_seconds": train.train_seconds(history),
+            "seconds_to_target": reached.get("seconds"), "best_test_top1":
+            max(r["test_top1"] for r in history), "data_source": cifar.source}
+
+
+@torch.no_grad()
+def _test_top1(model, loader, device, flip_tta: bool) -> float:
+    logits, labels = metrics.predict(model, loader, device,
+                                     torch.bfloat16 if device.type == "cuda" else None)
+    if flip_tta:
+        flipped = metrics.predict(model, ((x.flip(3), y) for x, y in loader), device,
+                                  torch.bfloat16 if device.type == "cuda" else None)[0]
+        logits = logits + flipped
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cifar_utils.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="logistic regression and SimpleCNN, few steps (CI, a laptop)")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), help="models to measure")
+    parser.add_argument("--device", default="auto", help="auto | cuda | mps | cpu")
+    parser.add_argument("--data-dir", default="sample",
+                        help="DATA_DIR for the images (default: the bundled sample)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (tutorial)")
+    parser.add_argument("--time-to-accuracy", action="store_true",
+                        help="also time the CIFAR ResNet18 to --target test top-1")
+    parser.add_argument("--target", type=float, default=0.905)
+    parser.add_argument("--epochs", type=int, default=30, help="epoch budget for --time-to-accuracy")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+
+    device = settings.resolve_device(args.device)
+    cuda = device.type == "cuda"
+    names = args.models or (list(QUICK_MODELS) if args.quick else list(MODELS))
+    steps = args.steps or (10 if args.quick else 50)
+    cifar = data.load("cifar10", args.data_dir)
+    settings.seed_everything(0)
+    report = {"device": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+              "device_type": device.type, "torch": torch.__version__,
+              "cpu_threads": torch.get_num_threads(), "data_source": cifar.source,
+              "steps": steps, "workers": args.workers, "models": {}}
+    print(f"{report['device']} ({device.type}), torch {torch.__version__}, {steps} timed steps, "
+          f"{args.workers} DataLoader workers for the tutorial path")
+    print(f"{'model':<20}{'batch':>6}{'tutorial':>11}{'course':>10}{'ceiling':>10}"
+          f"{'course/ceiling':>16}{'course/tutorial':>17}   (images/s)")
+    for name in names:
+        batch = args.batch_size or (MODELS[name][1] if cuda else 128)
+        r = compare_paths(name, cifar.train, device, batch, steps, args.workers)
+        report["models"][name] = r
+        print(f"{name:<20}{batch:>6}{r['tutorial']:>11,.0f}{r['course']:>10,.0f}"
+              f"{r['ceiling']:>10,.0f}{r['course_over_ceiling']:>16.2f}"
+              f"{r['course_over_tutorial']:>17.2f}", flush=True)
+    if args.time_to_accuracy:
+        tta = time_to_accuracy(cifar, device, args.target, args.epochs, 1024 if cuda else 128)
+        report["time_to_accuracy"] = tta
+        print(f"CIFAR ResNet18 to {tta['target']:.1%} test top-1 ({cifar.source} data, "
+              f"flip averaging {'on' if tta['flip_tta'] else 'off'}): "
+              + (f"{tta['seconds_to_target']:.1f} s of training" if tta["reached"] else
+                 f"not reached in {tta['epochs_run']} epochs (best {tta['best_test_top1']:.1%})"))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""Pretrained weights through torchvision's cache, freezing, the KD loss, and FLOPs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cifar_utils import callbacks, losses, metrics, models, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torchvision cache, and no network for the code under test."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("no network in this test")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    return tmp_path
+
+
+def test_weights_load_from_a_file_in_torchvisions_cache(torch_home):
+    stand_in = models.torchvision_model("resnet18", 1000)  # random ImageNet-shaped weights
+    path = models.weights_file("resnet18")
+    assert path.parent == torch_home / "hub" / "checkpoints"
+    path.parent.mkdir(parents=True)
+    torch.save(stand_in.state_dict(), path)
+    model = models.build("resnet18", 10, pretrained=True)  # the weights enum's own code path
+    assert torch.equal(model.conv1.weight, stand_in.conv1.weight)
+    assert torch.equal(model.layer4[1].conv2.weight, stand_in.layer4[1].conv2.weight)
+    assert model.fc.out_features == 10  # a fresh head for CIFAR
+
+
+def test_missing_weights_say_where_to_put_the_file(torch_home):
+    with pytest.raises(models.WeightsUnavailable) as err:
+        models.build("mobilenet_v2", 10, pretrained=True)
+    message = str(err.value)
+    assert "downloading them failed (no network in this test)" in message
+    assert "mobilenet_v2-" in message and str(torch_home / "hub" / "checkpoints") in message
+    with pytest.raises(models.WeightsUnavailable, match="not cached. Download https://"):
+        models.imagenet_weights("resnet18", download=False)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small"])
+def test_torchvision_models_get_a_cifar_head(name):
+    model = models.Upsampled(models.build(name, 100), 64)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+
+
+def test_cifar_resnet18_flops_match_the_published_count():
+    flops = metrics.count_flops(models.build("resnet18_cifar", 10))
+    assert abs(flops - 1.11e9) / 1.11e9 < 0.02
+
+
+def test_flop_counter_matches_a_hand_count_for_a_convolution():
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    assert metrics.count_flops(conv, 10, channels=8) == 2 * 9 * 8 * 16 * 10 * 10
+
+
+def net_and_batches():
+    torch.manual_seed(0)
+    net = models.build("resnet18_cifar", 10, widths=(8, 8, 8, 8))
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    return net, [(x[:8], y[:8]), (x[8:], y[8:])]
+
+
+def test_frozen_parameters_stay_put_and_unfreezing_trains_them_at_their_group_rate():
+    net, batches = net_and_batches()
+    body = torch.nn.ModuleList([net.stem, net.layer1, net.layer2, net.layer3, net.layer4])
+    body_params = [p for p in body.parameters()]
+    optimizer = torch.optim.SGD([{"params": body_params, "lr": 0.001},
+                                 {"params": net.fc.parameters(), "lr": 0.1}],
+                                momentum=0.9, weight_decay=5e-4)
+    snapshots = []
+
+    class Snapshot(train.Callback):
+        def on_epoch_end(self, state):
+            snapshots.append({"body": [p.detach().clone() for p in body_params],
+                              "bn_mean": net.stem[1].running_mean.clone(),
+                              "fc": net.fc.weight.detach().clone(),
+                              "trainable": models.count_parameters(net, trainable_only=True),
+                              "grads": [p.requires_grad for p in body_params]})
+
+    before = [p.detach().clone() for p in body_params]
+    bn_before = net.stem[1].running_mean.clone()
+    fc_before = net.fc.weight.detach().clone()
+    train.fit(net, batches, batches, epochs=2, optimizer=optimizer, device=CPU,
+              callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=1), Snapshot()],
+              show_progress=False)
+    first, second = snapshots
+    # epoch 1: the body is frozen (weights and BatchNorm statistics), the head learns
+    assert all(torch.equal(a, b) for a, b in zip(before, first["body"]))
+    assert torch.equal(bn_before, first["bn_mean"])
+    assert not torch.equal(fc_before, first["fc"])
+    assert first["trainable"] == sum(p.numel() for p in net.fc.parameters())
+    # epoch 2: unfrozen, the body learns, at its own group's rate
+    assert all(second["grads"])
+    assert any(not torch.equal(a, b) for a, b in zip(first["body"], second["body"]))
+    assert second["trainable"] == models.count_parameters(net)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.1]
+    assert optimizer.param_groups[0]["params"] == body_params
+
+
+def test_always_frozen_body_never_changes():
+    net, batches = net_and_batches()
+    body = torch.nn.ModuleList([net.stem, net.layer1, net.layer2, net.layer3, net.layer4])
+    before = [p.detach().clone() for p in body.parameters()]
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    train.fit(net, batches, batches, epochs=3, optimizer=optimizer, device=CPU,
+              callbacks=[callbacks.FreezeThenUnfreeze(body)], show_progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, body.parameters()))
+
+
+def test_distillation_loss_matches_a_hand_computation():
+    student = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]])
+    teacher = torch.tensor([[1.5, 1.0, -0.5], [-1.0, 2.0, 0.0]])
+    targets = torch.tensor([0, 2])
+    t, alpha = 3.0, 0.7
+    kl = 0.0
+    for s_row, t_row in zip(student.tolist(), teacher.tolist()):
+        ps = [math.exp(v / t) for v in s_row]
+        pt = [math.exp(v / t) for v in t_row]
+        ps = [v / sum(ps) for v in ps]
+        pt = [v / sum(pt) for v in pt]
+        kl += sum(q * math.log(q / p) for p, q in zip(ps, pt))
+    kl /= 2  # batchmean: per example
+    ce = 0.0
+    for row, label in zip(student.tolist(), targets.tolist()):
+        ce += -math.log(math.exp(row[label]) / sum(math.exp(v) for v in row))
+    ce /= 2
+    expected = alpha * t * t * kl + (1 - alpha) * ce
+    got = losses.distillation_loss(student, teacher, targets, t, alpha)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_distillation_with_alpha_zero_is_cross_entropy_and_teacher_stays_frozen():
+    torch.manual_seed(0)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3), torch.nn.Dropout(0.5))
+    loss = losses.Distillation(teacher, temperature=4.0, alpha=0.0).train()
+    x, logits, y = torch.randn(5, 3, 2, 2), torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
+    assert loss(logits, y, x).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    # a dropout teacher in eval mode gives the same soft targets every time
+    full = losses.Distillation(teacher, 4.0, 1.0)
+    assert full(logits, y, x).item() == full(logits, y, x).item()
