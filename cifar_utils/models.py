@@ -131,16 +131,25 @@ def imagenet_weights(name: str, download: bool = True):
     return weights
 
 
-def torchvision_model(name: str, num_classes: int, pretrained: bool = False,
+def torchvision_model(name: str, num_classes: int, weights: str | None = None,
                       download: bool = True) -> nn.Module:
     """A torchvision ImageNet architecture with a fresh classifier for `num_classes`.
 
-    pretrained=True loads ImageNet weights through the weights enum (never a random stand-in:
-    WeightsUnavailable is raised when they cannot be had).
+    weights="imagenet" loads the ImageNet weights through torchvision's weights enum (never a
+    random stand-in: WeightsUnavailable is raised when they cannot be had); None: random.
     """
+    if weights not in (None, "imagenet"):
+        raise ValueError(f"weights={weights!r}: use 'imagenet' or None.")
     builder, _ = TORCHVISION_MODELS[name]
-    weights = imagenet_weights(name, download) if pretrained else None
+    weights = imagenet_weights(name, download) if weights else None
     model = builder(weights=weights)
+    if weights is None:
+        # MobileNetV3 averages BatchNorm statistics with momentum 0.01, tuned for hundreds of
+        # ImageNet epochs; after a short run from scratch its eval-mode statistics are still
+        # far from the data (it predicts one class), so random-init models use the usual 0.1.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
     if name == "resnet18":
         model.fc = nn.Linear(model.fc.in_features, num_classes)
     else:
@@ -171,7 +180,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
 
 
 def build(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """Build a registered model by name (torchvision ones take pretrained= and download=)."""
+    """Build a registered model by name (torchvision ones take weights="imagenet", download=)."""
     if name not in REGISTRY:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
     return REGISTRY[name](num_classes=num_classes, **kwargs)

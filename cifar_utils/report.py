@@ -6,12 +6,9 @@ import base64
 import html
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
 
-matplotlib.use("Agg")  # the report is drawn off-screen, from the command line
-import matplotlib.pyplot as plt  # noqa: E402
-
-from . import results  # noqa: E402
+from . import results
 
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),
@@ -60,7 +57,8 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
     figures = []
     trained = [r for r in rows if r.get("epochs")]
     if trained:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+        fig = Figure(figsize=(12, 4.5))
+        axes = fig.subplots(1, 2)
         for ax, key, label in ((axes[0], "params", "parameters"),
                                (axes[1], "train_seconds", "training time (s)")):
             for r in trained:
@@ -74,10 +72,10 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
         fig.tight_layout()
         figures.append(("Accuracy against size and training time", out / "accuracy.png"))
         fig.savefig(figures[-1][1], dpi=110)
-        plt.close(fig)
     notebooks = sorted({r["notebook"] for r in rows if r.get("history")})
     for nb in notebooks:
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
         for r in rows:
             if r["notebook"] == nb and r.get("history"):
                 ax.plot([h["epoch"] for h in r["history"]], [h["val_top1"] for h in r["history"]],
@@ -90,7 +88,6 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
         fig.tight_layout()
         figures.append((f"Learning curves: {nb}", out / f"curves_{nb}.png"))
         fig.savefig(figures[-1][1], dpi=110)
-        plt.close(fig)
     return figures
 
 

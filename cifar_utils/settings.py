@@ -41,7 +41,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "laptop": Profile(
         "laptop", train_size=None, test_size=None, val_fraction=0.1, batch_size=128,
-        epochs={"linear": 5, "cnn": 8, "resnet": 2, "transfer": 3, "student": 3},
+        epochs={"linear": 5, "cnn": 8, "resnet": 3, "transfer": 3, "student": 3},
         resnet_train_size=10000,  # a ResNet18 step costs ~30 SimpleCNN steps on a CPU
         description="real CIFAR, minutes per notebook on a laptop CPU",
     ),

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import NOTEBOOK_DIR
 
 from cifar_utils import assignments
+from conftest import NOTEBOOK_DIR
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

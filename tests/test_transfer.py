@@ -30,7 +30,7 @@ def test_weights_load_from_a_file_in_torchvisions_cache(torch_home):
     assert path.parent == torch_home / "hub" / "checkpoints"
     path.parent.mkdir(parents=True)
     torch.save(stand_in.state_dict(), path)
-    model = models.build("resnet18", 10, pretrained=True)  # the weights enum's own code path
+    model = models.build("resnet18", 10, weights="imagenet")  # the weights enum's own code path
     assert torch.equal(model.conv1.weight, stand_in.conv1.weight)
     assert torch.equal(model.layer4[1].conv2.weight, stand_in.layer4[1].conv2.weight)
     assert model.fc.out_features == 10  # a fresh head for CIFAR
@@ -38,7 +38,7 @@ def test_weights_load_from_a_file_in_torchvisions_cache(torch_home):
 
 def test_missing_weights_say_where_to_put_the_file(torch_home):
     with pytest.raises(models.WeightsUnavailable) as err:
-        models.build("mobilenet_v2", 10, pretrained=True)
+        models.build("mobilenet_v2", 10, weights="imagenet")
     message = str(err.value)
     assert "downloading them failed (no network in this test)" in message
     assert "mobilenet_v2-" in message and str(torch_home / "hub" / "checkpoints") in message
@@ -148,3 +148,9 @@ def test_distillation_with_alpha_zero_is_cross_entropy_and_teacher_stays_frozen(
     # a dropout teacher in eval mode gives the same soft targets every time
     full = losses.Distillation(teacher, 4.0, 1.0)
     assert full(logits, y, x).item() == full(logits, y, x).item()
+
+
+def test_models_from_scratch_average_batchnorm_statistics_at_the_usual_rate():
+    model = models.build("mobilenet_v3_small", 10)
+    moments = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert moments == {0.1}
