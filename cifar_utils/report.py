@@ -12,27 +12,31 @@ from . import results
 
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),
-           ("params", "parameters"), ("flops", "FLOPs"), ("epochs", "epochs"),
+           ("params", "parameters"), ("pretrained_loaded", "ImageNet weights"),
+           ("flops", "FLOPs"), ("epochs", "epochs"),
            ("train_seconds", "train s"), ("test_top1", "test top-1"), ("test_top5", "test top-5")]
 
 
 def collect(folder: Path) -> tuple[list[dict], list[str]]:
     """Read every results JSON in `folder`: (one row per run, notes a reader must see)."""
-    rows, notes = [], []
+    rows, notes, on_sample = [], [], []
     for path in sorted(folder.glob("[0-9][0-9]_*.json")):
         record = results.read(path)
         if record["data_source"] == "sample":
-            notes.append(f"{record['notebook']}: ran on the bundled CIFAR-10 sample, not the full "
-                         "data set; its accuracies are not CIFAR results.")
+            on_sample.append(record["notebook"])
         if record.get("data_note") and record["dataset"] == "cifar100" and record["data_source"] == "sample":
             notes.append(f"{record['notebook']}: the sample holds no CIFAR-100 images; this "
                          "cifar100 run trained on 10 CIFAR-10 classes.")
+        unloaded = [r["name"] for r in record["runs"] if r.get("pretrained_loaded") is False]
+        if unloaded:
+            notes.append(f"{record['notebook']}: ImageNet weights were missing, so these runs "
+                         f"started from random weights: {', '.join(unloaded)}.")
         for run in record["runs"]:
-            if run.get("pretrained_loaded") is False:
-                notes.append(f"{record['notebook']} / {run['name']}: pretrained weights were "
-                             "missing; this arm did not use them.")
             rows.append({**{k: record[k] for k in ("notebook", "dataset", "data_source",
                                                     "profile", "device")}, **run})
+    if on_sample:
+        notes.insert(0, f"{', '.join(on_sample)} ran on the bundled CIFAR-10 sample, not the full "
+                        "data set: their accuracies are not CIFAR results.")
     return rows, notes
 
 
@@ -41,6 +45,8 @@ def _cell(key: str, value) -> str:
         return "–"
     if key in ("test_top1", "test_top5"):
         return f"{value:.1%}"
+    if key == "pretrained_loaded":
+        return "loaded" if value else "missing"
     if key == "params":
         return f"{value:,}"
     if key == "flops":
@@ -61,14 +67,18 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
         axes = fig.subplots(1, 2)
         for ax, key, label in ((axes[0], "params", "parameters"),
                                (axes[1], "train_seconds", "training time (s)")):
-            for r in trained:
-                ax.scatter(r[key], r["test_top1"])
-                ax.annotate(r["name"], (r[key], r["test_top1"]), fontsize=8,
-                            xytext=(4, 4), textcoords="offset points")
+            for i, nb in enumerate(sorted({r["notebook"] for r in trained})):
+                mine = [r for r in trained if r["notebook"] == nb]
+                ax.scatter([r[key] for r in mine], [r["test_top1"] for r in mine],
+                           color=f"C{i}", label=nb)
+                for r in mine:
+                    ax.annotate(r["name"], (r[key], r["test_top1"]), fontsize=7, color=f"C{i}",
+                                xytext=(4, 3), textcoords="offset points")
             ax.set_xscale("log")
             ax.set_xlabel(f"{label} (log scale)")
             ax.set_ylabel("test top-1")
             ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
         fig.tight_layout()
         figures.append(("Accuracy against size and training time", out / "accuracy.png"))
         fig.savefig(figures[-1][1], dpi=110)

@@ -113,3 +113,4 @@ def test_report_rebuilds_from_a_folder(tmp_path, capsys):
     rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| 0")]
     assert len(rows) == 2
     assert "ran on the bundled CIFAR-10 sample" in (out / "report.html").read_text()
+    assert "00_step, 01_step ran on the bundled CIFAR-10 sample" in (out / "report.md").read_text()

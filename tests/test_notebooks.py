@@ -71,7 +71,7 @@ def test_the_report_has_a_row_for_every_run(smoke_course):
     table = [line for line in report.splitlines() if line.startswith("| 0")]
     assert len(table) == len(runs) > 0
     assert "bundled CIFAR-10 sample" in report
-    assert "pretrained weights were missing" in report
+    assert "ImageNet weights were missing" in report
     page = (smoke_course / "report.html").read_text()
     assert page.count("<tr>") == len(runs) + 1 and "data:image/png;base64," in page
 
