@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -102,7 +103,7 @@ def check_parameters(notebooks: list[Path], parameters: dict) -> dict[Path, dict
 
 
 def _literal(source: str):
-    import ast
+    """The value of a parameter's default as papermill reports it (source text)."""
     try:
         return ast.literal_eval(source)
     except (ValueError, SyntaxError):
