@@ -57,11 +57,14 @@ def default_num_workers() -> int:
 
 def torchvision_loader(images: ImageSet, batch_size: int, transform, *, shuffle: bool = False,
                        num_workers: int | None = None, device: torch.device | None = None,
-                       drop_last: bool = False) -> DataLoader:
-    """A standard DataLoader over PIL images with torchvision transforms."""
+                       drop_last: bool = False, persistent: bool = True) -> DataLoader:
+    """A standard DataLoader over PIL images with torchvision transforms.
+
+    persistent keeps the worker processes between epochs (starting them costs seconds).
+    """
     workers = default_num_workers() if num_workers is None else num_workers
     return DataLoader(PILDataset(images, transform), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=workers, persistent_workers=workers > 0,
+                      num_workers=workers, persistent_workers=persistent and workers > 0,
                       pin_memory=device is not None and device.type == "cuda",
                       drop_last=drop_last)
 

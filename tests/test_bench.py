@@ -10,7 +10,8 @@ from cifar_utils import bench
 
 def test_quick_benchmark_writes_its_table_as_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--steps", "3", "--workers", "0", "--out", str(out)]) == 0
+    assert bench.main(["--quick", "--steps", "3", "--repeats", "1", "--workers", "0",
+                       "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["device_type"] in ("cpu", "cuda", "mps") and report["data_source"] == "sample"
     assert set(report["models"]) == {"logistic_regression", "simple_cnn"}
