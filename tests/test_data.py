@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 import urllib.request
 
@@ -10,7 +11,7 @@ import pytest
 
 from cifar_utils import data
 from cifar_utils.data import DataError
-from conftest import pack, snapshot, write_image_folder, write_torchvision_layout
+from conftest import md5, pack, snapshot, write_image_folder, write_torchvision_layout
 
 
 def test_torchvision_layout_loads_both_datasets(torchvision_root):
@@ -34,7 +35,6 @@ def test_official_archive_placed_by_hand_is_verified_and_extracted(tmp_path, mon
     archive = root / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as t:
         t.add(build / "cifar-10-batches-py", "cifar-10-batches-py")
-    from conftest import md5
     monkeypatch.setattr(data.TORCHVISION_CLASSES["cifar10"], "tgz_md5", md5(archive))
     before = archive.read_bytes()
     cifar = data.load("cifar10", root, download=False)
@@ -210,3 +210,47 @@ def test_load_image_crops_and_shrinks_any_photo(tmp_path):
     assert image[..., 0].mean() > 150
     with pytest.raises(DataError, match="No image at"):
         data.load_image(tmp_path / "missing.jpg")
+
+
+class FakeResponse(io.BytesIO):
+    """What urllib.request.urlopen returns, serving fixed bytes."""
+
+    def __init__(self, payload: bytes, url: str):
+        super().__init__(payload)
+        self.url, self.length = url, len(payload)
+
+
+def official_archive(tmp_path, monkeypatch) -> bytes:
+    """The bytes of a fake cifar-10-python.tar.gz whose MD5s torchvision will accept."""
+    build = tmp_path / "build"
+    write_torchvision_layout(build, "cifar10", monkeypatch=monkeypatch)
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        t.add(build / "cifar-10-batches-py", "cifar-10-batches-py")
+    monkeypatch.setattr(data.TORCHVISION_CLASSES["cifar10"], "tgz_md5", md5(archive))
+    return archive.read_bytes()
+
+
+def test_a_download_goes_through_torchvision_and_lands_in_data_dir(tmp_path, monkeypatch):
+    payload = official_archive(tmp_path, monkeypatch)
+    urls = []
+
+    def serve(request, *args, **kwargs):
+        urls.append(request.full_url)
+        return FakeResponse(payload, request.full_url)
+    monkeypatch.setattr(urllib.request, "urlopen", serve)  # torchvision's own download code runs
+    root = tmp_path / "data"
+    cifar = data.load("cifar10", root, download=True)
+    assert cifar.source == "torchvision" and len(cifar.train) == 50
+    assert urls and all(u.endswith("cifar-10-python.tar.gz") for u in urls)
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py", "cifar-10-python.tar.gz"]
+    assert data.load("cifar10", root, download=False).source == "torchvision"  # found next time
+
+
+def test_official_archive_given_by_its_path(tmp_path, monkeypatch):
+    payload = official_archive(tmp_path, monkeypatch)
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "cifar-10-python.tar.gz").write_bytes(payload)
+    cifar = data.load("cifar10", folder / "cifar-10-python.tar.gz", download=False)
+    assert cifar.source == "torchvision" and len(cifar.test) == 20
