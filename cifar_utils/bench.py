@@ -84,7 +84,7 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
     """
     mean, std = data.channel_stats(train_set.images)
     cuda = device.type == "cuda"
-    amp = torch.bfloat16 if cuda else None
+    amp = settings.amp_dtype_for(device)
     course = loaders.make_loaders(train_set, train_set, train_set, batch_size, device, mean, std,
                                   pipeline="tensor").train
     one_batch = next(iter(course))
@@ -141,7 +141,7 @@ def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
 
     history = train.fit(model, dl.train, dl.val, epochs=epochs, optimizer=optimizer,
                         device=device, callbacks=[callbacks.OneCycle(lr), StopAtTarget()],
-                        amp_dtype=torch.bfloat16 if cuda else None, desc="time to accuracy")
+                        amp_dtype=settings.amp_dtype_for(device), desc="time to accuracy")
     return {"target": target, "reached": bool(reached), "flip_tta": flip_tta,
             "epochs_run": len(history), "train_seconds": train.train_seconds(history),
             "seconds_to_target": reached.get("seconds"), "best_test_top1":
@@ -150,11 +150,10 @@ def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
 
 @torch.no_grad()
 def _test_top1(model, loader, device, flip_tta: bool) -> float:
-    logits, labels = metrics.predict(model, loader, device,
-                                     torch.bfloat16 if device.type == "cuda" else None)
+    amp = settings.amp_dtype_for(device)
+    logits, labels = metrics.predict(model, loader, device, amp)
     if flip_tta:
-        flipped = metrics.predict(model, ((x.flip(3), y) for x, y in loader), device,
-                                  torch.bfloat16 if device.type == "cuda" else None)[0]
+        flipped = metrics.predict(model, ((x.flip(3), y) for x, y in loader), device, amp)[0]
         logits = logits + flipped
     return (logits.argmax(1) == labels).float().mean().item()
 

@@ -58,6 +58,11 @@ def _better(monitor: str, value: float, best: float) -> bool:
     return value < best if monitor.endswith("loss") else value > best
 
 
+def _worst(monitor: str) -> float:
+    """A starting 'best' that any first value beats."""
+    return math.inf if monitor.endswith("loss") else -math.inf
+
+
 class Checkpoint(Callback):
     """Save the weights whenever `monitor` improves; reload the best ones when fit ends.
 
@@ -71,7 +76,7 @@ class Checkpoint(Callback):
         self.restore_best, self.metadata = restore_best, metadata or {}
 
     def on_fit_start(self, state: FitState) -> None:
-        self.best = math.inf if self.monitor.endswith("loss") else -math.inf
+        self.best = _worst(self.monitor)
 
     def on_epoch_end(self, state: FitState) -> None:
         value = state.history[-1][self.monitor]
@@ -98,7 +103,7 @@ class EarlyStopping(Callback):
         self.monitor, self.patience = monitor, patience
 
     def on_fit_start(self, state: FitState) -> None:
-        self.best = math.inf if self.monitor.endswith("loss") else -math.inf
+        self.best = _worst(self.monitor)
         self.waited = 0
 
     def on_epoch_end(self, state: FitState) -> None:

@@ -1,11 +1,16 @@
-"""Top-k accuracy, evaluation, predictions, confusion matrices and per-class accuracy."""
+"""Top-k accuracy, evaluation, confusion matrices, per-class accuracy, and what a model costs."""
 
 from __future__ import annotations
+
+import copy
+import io
+import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .settings import autocast
 
@@ -72,8 +77,6 @@ def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> in
 
     A multiply-add counts as two operations, as FlopCounterMode counts them.
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -87,9 +90,6 @@ def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> in
 def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
                    warmup: int = 5) -> float:
     """Median time in milliseconds of one forward pass at batch 1 on the CPU."""
-    import copy
-    import time
-
     model = copy.deepcopy(model).cpu().eval()
     x = torch.randn(1, 3, image_size, image_size)
     times = []
@@ -104,8 +104,6 @@ def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
 
 def size_on_disk_mb(model: nn.Module) -> float:
     """Size of the model's saved state_dict in megabytes (10^6 bytes)."""
-    import io
-
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.tell() / 1e6

@@ -69,8 +69,8 @@ class Settings:
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
-        """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
-        return torch.bfloat16 if self.device.type == "cuda" else None
+        """The autocast dtype for this run's device (see amp_dtype_for)."""
+        return amp_dtype_for(self.device)
 
     def epochs(self, family: str) -> int:
         """Return EPOCHS if the notebook set it, else the profile's epochs for this model family."""
@@ -110,6 +110,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not has_mps:
         raise ValueError("DEVICE='mps' but this machine has no Apple GPU: use DEVICE='auto' or 'cpu'.")
     return torch.device(name)
+
+
+def amp_dtype_for(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
+    return torch.bfloat16 if device.type == "cuda" else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
