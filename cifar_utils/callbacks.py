@@ -12,18 +12,33 @@ from .train import Callback, FitState
 
 
 class OneCycle(Callback):
-    """Warm the learning rate up to max_lr, then anneal it to nearly zero, stepping per batch."""
+    """Warm the learning rate up to max_lr, then anneal it to nearly zero, stepping per batch.
 
-    def __init__(self, max_lr: float | list[float], pct_start: float = 0.25):
-        self.max_lr, self.pct_start = max_lr, pct_start
+    restart_after: end the first cycle after this many epochs and run a second one over the
+    rest, as fastai's fine_tune does: one cycle while the body is frozen, a fresh warm-up
+    when it starts to train.
+    """
+
+    def __init__(self, max_lr: float | list[float], pct_start: float = 0.25,
+                 restart_after: int | None = None):
+        self.max_lr, self.pct_start, self.restart_after = max_lr, pct_start, restart_after
 
     def on_fit_start(self, state: FitState) -> None:
+        first = state.epochs if self.restart_after is None else min(self.restart_after, state.epochs)
+        self._cycle(state, first)
+
+    def on_epoch_start(self, state: FitState) -> None:
+        if self.restart_after is not None and state.epoch == self.restart_after + 1:
+            self._cycle(state, state.epochs - self.restart_after)
+
+    def _cycle(self, state: FitState, epochs: int) -> None:
+        steps = epochs * state.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            state.optimizer, max_lr=self.max_lr, pct_start=self.pct_start,
-            total_steps=state.epochs * state.steps_per_epoch)
+            state.optimizer, max_lr=self.max_lr, pct_start=self.pct_start, total_steps=steps)
+        self.last_step = state.step + steps
 
     def on_batch_end(self, state: FitState) -> None:
-        if state.step < state.epochs * state.steps_per_epoch:  # OneCycleLR errors past its end
+        if state.step < self.last_step:  # OneCycleLR errors past its end
             self.scheduler.step()
 
 

@@ -94,11 +94,9 @@ def make_loaders(train: ImageSet, val: ImageSet, test: ImageSet, batch_size: int
         raise ValueError(f"Unknown pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}.")
     mean, std = tuple(mean), tuple(std)
     if pipeline == "tensor":
-        channels_last = device.type == "cuda"
-
         def loader(images, shuffle, aug):
             return TensorLoader(images, batch_size, mean, std, shuffle=shuffle, augment=aug,
-                                device=device, channels_last=channels_last, seed=seed,
+                                device=device, seed=seed,
                                 drop_last=shuffle and len(images) > batch_size)
     else:
         def loader(images, shuffle, aug):

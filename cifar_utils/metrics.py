@@ -13,6 +13,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .settings import autocast
+from .speed import Setup
+
+FP32_CHANNELS_FIRST = Setup(amp_dtype=None, channels_last=False)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
@@ -89,8 +92,11 @@ def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> in
 
 def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
                    warmup: int = 5) -> float:
-    """Median time in milliseconds of one forward pass at batch 1 on the CPU."""
-    model = copy.deepcopy(model).cpu().eval()
+    """Median time in milliseconds of one forward pass at batch 1 on the CPU, fp32, channels-first.
+
+    One fixed precision and layout, whatever the model trained in, so that models compare.
+    """
+    model = FP32_CHANNELS_FIRST.apply(copy.deepcopy(model).cpu().eval())
     x = torch.randn(1, 3, image_size, image_size)
     times = []
     with torch.no_grad():

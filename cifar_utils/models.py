@@ -165,6 +165,9 @@ class Upsampled(nn.Module):
         super().__init__()
         self.model, self.size = model, size
 
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.size:
             x = nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)

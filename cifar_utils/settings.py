@@ -67,11 +67,6 @@ class Settings:
     batch_size: int
     results_dir: Path
 
-    @property
-    def amp_dtype(self) -> torch.dtype | None:
-        """The autocast dtype for this run's device (see amp_dtype_for)."""
-        return amp_dtype_for(self.device)
-
     def epochs(self, family: str) -> int:
         """Return EPOCHS if the notebook set it, else the profile's epochs for this model family."""
         if self.epochs_override is not None:
@@ -112,13 +107,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def amp_dtype_for(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA (no loss scaling needed); full precision elsewhere."""
-    return torch.bfloat16 if device.type == "cuda" else None
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast to `dtype` (bf16 on CUDA) when one is given, otherwise run as is."""
+    """Autocast to `dtype` (bf16: no loss scaling needed) when one is given, otherwise run as is."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)

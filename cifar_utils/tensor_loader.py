@@ -25,14 +25,14 @@ class TensorLoader:
     def __init__(self, images: ImageSet, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], *, shuffle: bool = False, augment: bool = False,
                  padding: int = 4, drop_last: bool = False, device: torch.device | str = "cpu",
-                 channels_last: bool = False, seed: int = 0):
+                 seed: int = 0):
         self.device = torch.device(device)
         self.x = torch.from_numpy(images.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.y = torch.from_numpy(images.labels).to(self.device)  # (N,)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
-        self.padding, self.drop_last, self.channels_last = padding, drop_last, channels_last
+        self.padding, self.drop_last = padding, drop_last
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self) -> int:
@@ -52,10 +52,7 @@ class TensorLoader:
             x = self.x[idx]  # (B, 3, 32, 32) uint8
             if self.augment:
                 x = random_flip(random_crop(x, self.padding, self.generator), self.generator)
-            x = (x.float() - self.mean) / self.std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.y[idx]
+            yield (x.float() - self.mean) / self.std, self.y[idx]
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

@@ -58,5 +58,9 @@ def test_results_dir_follows_the_environment(monkeypatch, tmp_path):
     assert settings.resolve("smoke").results_dir == tmp_path / "r"
 
 
-def test_amp_only_on_cuda():
-    assert settings.resolve("smoke", device="cpu").amp_dtype is None
+def test_autocast_computes_in_the_dtype_given_and_in_full_precision_without_one():
+    conv, x = torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8)
+    with settings.autocast(torch.device("cpu"), torch.bfloat16):
+        assert conv(x).dtype == torch.bfloat16
+    with settings.autocast(torch.device("cpu"), None):
+        assert conv(x).dtype == torch.float32

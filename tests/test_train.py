@@ -106,6 +106,20 @@ def test_callbacks_run_in_order_and_one_cycle_shapes_the_rate():
     assert rec.lrs[-1] < 0.01
 
 
+def test_one_cycle_restarts_with_a_fresh_warm_up_after_the_given_epoch():
+    model, batches, opt = linear_setup(n=256)  # 16 steps per epoch
+    rec = Recorder()
+    train.fit(model, batches, batches, epochs=4, optimizer=opt, device=CPU,
+              callbacks=[callbacks.OneCycle(1.0, restart_after=1), rec], show_progress=False)
+    first, second = rec.lrs[:16], rec.lrs[16:]  # rates after each step: epoch 1, epochs 2-4
+    assert len(second) == 48
+    for cycle in (first, second):
+        peak = int(np.argmax(cycle))
+        assert 0 < peak < len(cycle) - 1 and max(cycle) == pytest.approx(1.0, rel=0.1)
+        assert cycle[-1] < 0.01  # each cycle anneals to nearly zero
+    assert second[0] < 0.1 and second[-1] < second[0]  # the second starts low again
+
+
 def test_cosine_decays_to_zero():
     model, batches, opt = linear_setup()
     rec = Recorder()
