@@ -60,10 +60,11 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
         "course": lambda: speed.throughput(course_model(), _cycle(course), steps, device,
                                            setup.amp_dtype),
         # fresh workers each time, shut down afterwards, so they never compete with the others
-        "tutorial": lambda: speed.throughput(_model(name, 10, device), _cycle(
+        "tutorial": lambda: speed.throughput(speed.PLAIN.apply(_model(name, 10, device)), _cycle(
             loaders.torchvision_loader(train_set, batch_size, loaders.train_transforms(mean, std),
                                        shuffle=True, num_workers=workers, device=device,
-                                       drop_last=True, persistent=False)), steps, device, None),
+                                       drop_last=True, persistent=False)), steps, device,
+            speed.PLAIN.amp_dtype),
     }
     result = {"batch_size": batch_size, "setup": setup.name,
               "setups": {s.name: rate for s, rate in setup_rates.items()},

@@ -13,9 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .settings import autocast
-from .speed import Setup
-
-FP32_CHANNELS_FIRST = Setup(amp_dtype=None, channels_last=False)
+from .speed import PLAIN
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
@@ -96,7 +94,7 @@ def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
 
     One fixed precision and layout, whatever the model trained in, so that models compare.
     """
-    model = FP32_CHANNELS_FIRST.apply(copy.deepcopy(model).cpu().eval())
+    model = PLAIN.apply(copy.deepcopy(model).cpu().eval())
     x = torch.randn(1, 3, image_size, image_size)
     times = []
     with torch.no_grad():

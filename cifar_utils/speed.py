@@ -61,6 +61,9 @@ class Setup:
         return model
 
 
+PLAIN = Setup(amp_dtype=None, channels_last=False)  # fp32, channels-first: PyTorch's default
+
+
 def candidates(device: torch.device) -> list[Setup]:
     """The setups worth timing on this kind of device (no bf16 autocast on Apple GPUs here)."""
     dtypes = [None, torch.bfloat16] if device.type in ("cpu", "cuda") else [None]

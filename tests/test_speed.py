@@ -10,7 +10,7 @@ from cifar_utils import models, speed
 
 CPU = torch.device("cpu")
 FP32_LAST = speed.Setup(None, True)
-FP32_FIRST = speed.Setup(None, False)
+FP32_FIRST = speed.PLAIN
 
 
 def first_conv_input(model, x):
