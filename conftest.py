@@ -5,11 +5,14 @@ import tempfile
 
 import matplotlib
 
+from cifar_utils.settings import DATA_ENV, FORMAT_ENV, PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
+
 matplotlib.use("Agg")
 _scratch = tempfile.mkdtemp(prefix="cifar-course-tests-")
-os.environ["CIFAR_COURSE_PROFILE"] = "smoke"  # PROFILE="auto" in the notebooks becomes smoke
-os.environ["CIFAR_COURSE_PLAIN_PROGRESS"] = "1"
+os.environ[PROFILE_ENV] = "smoke"  # PROFILE="auto" in the notebooks becomes smoke
+os.environ[PLAIN_PROGRESS_ENV] = "1"
 os.environ["MPLBACKEND"] = "Agg"
-os.environ.setdefault("CIFAR_RESULTS_DIR", os.path.join(_scratch, "results"))
-os.environ.setdefault("CIFAR_DATA_DIR", os.path.join(_scratch, "no-data-here"))
+os.environ.pop(FORMAT_ENV, None)  # every run in the hardware's default format
+os.environ.setdefault(RESULTS_ENV, os.path.join(_scratch, "results"))
+os.environ.setdefault(DATA_ENV, os.path.join(_scratch, "no-data-here"))
 os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")  # an empty weights cache

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .models import count_parameters
+from .precision import unwrap
 from .train import Callback, FitState
 
 
 class OneCycle(Callback):
-    """Warm the learning rate up to max_lr, then anneal it to nearly zero, stepping per batch.
+    """Warm the learning rate up to its peak, then anneal it to nearly zero, stepping per batch.
 
+    The peak is each parameter group's learning rate as the optimizer was built (or max_lr).
+    Momentum cycles the other way, 0.95 -> 0.85 -> 0.95: high while the rate is low.
     restart_after: end the first cycle after this many epochs and run a second one over the
     rest, as fastai's fine_tune does: one cycle while the body is frozen, a fresh warm-up
     when it starts to train.
     """
 
-    def __init__(self, max_lr: float | list[float], pct_start: float = 0.25,
+    def __init__(self, max_lr: float | list[float] | None = None, pct_start: float = 0.25,
                  restart_after: int | None = None):
         self.max_lr, self.pct_start, self.restart_after = max_lr, pct_start, restart_after
 
     def on_fit_start(self, state: FitState) -> None:
+        self.peak = self.max_lr or [g["lr"] for g in state.optimizer.param_groups]
         first = state.epochs if self.restart_after is None else min(self.restart_after, state.epochs)
         self._cycle(state, first)
 
@@ -34,7 +41,7 @@ class OneCycle(Callback):
     def _cycle(self, state: FitState, epochs: int) -> None:
         steps = epochs * state.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            state.optimizer, max_lr=self.max_lr, pct_start=self.pct_start, total_steps=steps)
+            state.optimizer, max_lr=self.peak, pct_start=self.pct_start, total_steps=steps)
         self.last_step = state.step + steps
 
     def on_batch_end(self, state: FitState) -> None:
@@ -97,18 +104,48 @@ class Checkpoint(Callback):
         value = state.history[-1][self.monitor]
         if _better(self.monitor, value, self.best):
             self.best = value
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": state.model.state_dict(), "epoch": state.epoch,
-                        self.monitor: value, **self.metadata}, self.path)
+            save_checkpoint(self.path, {"model": unwrap(state.model).state_dict(),
+                                        "epoch": state.epoch, self.monitor: value, **self.metadata})
 
     def on_fit_end(self, state: FitState) -> None:
         if self.restore_best and self.path.exists():
-            state.model.load_state_dict(load_checkpoint(self.path)["model"])
+            unwrap(state.model).load_state_dict(load_checkpoint(self.path)["model"])
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write a checkpoint whole or not at all: a temporary file beside it, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+        os.replace(tmp, path)  # atomic: an interrupted save leaves the previous file intact
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint written by Checkpoint onto the CPU."""
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def reusable_checkpoint(path: str | Path, expected: dict) -> tuple[dict | None, str]:
+    """(the checkpoint, "") if `path` holds one made for `expected` (data.fingerprint), else (None, why)."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"there is no checkpoint at {path}"
+    try:
+        saved = load_checkpoint(path)
+    except Exception as err:  # truncated, empty, or not a checkpoint at all
+        return None, (f"{path} is damaged ({type(err).__name__}: {err}); delete it or train "
+                      "again to replace it")
+    differs = [key for key, value in expected.items() if saved.get(key) != value]
+    if differs:
+        return None, (f"{path} was made for another {', '.join(differs)} "
+                      f"({', '.join(f'{k}={saved.get(k)!r}' for k in differs if k != 'classes')})")
+    return saved, ""
 
 
 class EarlyStopping(Callback):
@@ -164,6 +201,16 @@ class FreezeThenUnfreeze(Callback):
             self.body.eval()  # fit() has just called model.train(): keep BatchNorm fixed
         elif self.frozen(state.epoch - 1):
             unfreeze(self.body)
+
+
+class CountTrainable(Callback):
+    """Record how many parameters train in each epoch (after freezing callbacks ran)."""
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.per_epoch: dict[int, int] = {}
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self.per_epoch[state.epoch] = count_parameters(state.model, trainable_only=True)
 
 
 class LRMonitor(Callback):

@@ -25,7 +25,7 @@ import torchvision
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.utils import check_integrity, extract_archive
 
-from .settings import DATA_ENV, DATASETS, Settings
+from .settings import DATA_ENV, DATASETS, Config
 
 TORCHVISION_CLASSES = {"cifar10": torchvision.datasets.CIFAR10,
                        "cifar100": torchvision.datasets.CIFAR100}
@@ -123,22 +123,24 @@ def load(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
     raise DataError(f"No {dataset} data in {root.resolve()} and DOWNLOAD=False.\n{WAYS}")
 
 
-def load_for(cfg: Settings) -> CifarData:
+def load_for(cfg: Config) -> CifarData:
     """Load what a notebook's settings ask for; the smoke profile defaults to the sample."""
     if cfg.data_dir is None and cfg.profile.name == "smoke":
         return load_sample(cfg.dataset, reason="the smoke profile runs on it")
     return load(cfg.dataset, cfg.data_dir, cfg.download)
 
 
-def split_for(data: CifarData, cfg: Settings,
-              resnet: bool = False) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """Return (train, val, test) sized by the settings' profile and seeded by its seed.
+def fingerprint(data: CifarData, cfg: Config) -> dict:
+    """What a checkpoint must have been trained on to be reused: data set, source, classes, profile."""
+    return {"dataset": data.dataset, "source": data.source, "classes": data.classes,
+            "profile": cfg.profile.name}
 
-    resnet=True keeps the profile's smaller training set for ResNet-sized models.
-    """
-    p = cfg.profile
-    train_size = p.resnet_train_size if resnet and p.resnet_train_size else p.train_size
-    return split(data, p.val_fraction, cfg.seed, train_size, p.test_size)
+
+def split_for(data: CifarData, cfg: Config, kind: str) -> Splits:
+    """Split the data for one kind of training (settings.KINDS), sized by the profile's budget."""
+    budget = cfg.budget(kind)
+    return split(data, cfg.profile.val_fraction, cfg.seed, budget.train_images,
+                 cfg.profile.test_images)
 
 
 def _load_file(dataset: str, path: Path) -> CifarData:
@@ -324,9 +326,22 @@ def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([ix[:k] for ix, k in zip(by_class, share)]))
 
 
+@dataclass(frozen=True)
+class Splits:
+    """Training, validation and test images: every choice is made on val, test is scored once."""
+
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet
+
+    def describe(self) -> str:
+        return (f"{len(self.train):,} train / {len(self.val):,} validation / "
+                f"{len(self.test):,} test images")
+
+
 def split(data: CifarData, val_fraction: float, seed: int, train_size: int | None = None,
-          test_size: int | None = None) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """Return (train, val, test): a seeded, class-balanced validation split carved from train.
+          test_size: int | None = None) -> Splits:
+    """A seeded, class-balanced validation split carved from train.
 
     train_size / test_size keep a class-balanced subset first (the profile's size).
     """
@@ -338,7 +353,7 @@ def split(data: CifarData, val_fraction: float, seed: int, train_size: int | Non
     val_idx = stratified_indices(train.labels, round(len(train) * val_fraction), seed + 1)
     keep = np.ones(len(train), dtype=bool)
     keep[val_idx] = False
-    return train.take(np.flatnonzero(keep)), train.take(val_idx), test
+    return Splits(train.take(np.flatnonzero(keep)), train.take(val_idx), test)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

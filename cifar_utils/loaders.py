@@ -7,12 +7,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from .data import ImageSet
+from .data import ImageSet, Splits, channel_stats
 from .tensor_loader import TensorLoader
 
 PIPELINES = ("tensor", "torchvision")
@@ -28,6 +29,12 @@ def train_transforms(mean: Sequence[float], std: Sequence[float],
 def eval_transforms(mean: Sequence[float], std: Sequence[float]) -> transforms.Compose:
     """To tensor and normalise, nothing random."""
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
+
+
+def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """One uint8 image (H, W, 3) as the normalised batch (1, 3, H, W) a model takes."""
+    x = torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
 class PILDataset(Dataset):
@@ -71,38 +78,47 @@ def torchvision_loader(images: ImageSet, batch_size: int, transform, *, shuffle:
 
 @dataclass
 class Loaders:
-    """The three loaders of a run and the normalisation they share."""
+    """The three loaders of a run, the splits they serve and the normalisation they share."""
 
     train: object
     val: object
     test: object
+    splits: Splits
+    batch_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pipeline: str
 
+    @property
+    def train_images(self) -> int:
+        """Images in the training split: with the epochs, a run's budget."""
+        return len(self.splits.train)
 
-def make_loaders(train: ImageSet, val: ImageSet, test: ImageSet, batch_size: int,
-                 device: torch.device, mean: Sequence[float], std: Sequence[float], *,
-                 pipeline: str = "tensor", augment: bool = True, seed: int = 0,
+
+def make_loaders(splits: Splits, batch_size: int, device: torch.device, *,
+                 pipeline: str = "tensor", augment: bool = True,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  num_workers: int | None = None) -> Loaders:
     """Build train (shuffled, augmented if asked), val and test loaders with one pipeline.
 
     pipeline: "tensor" keeps the uint8 data on `device` and augments whole batches there;
-    "torchvision" is the standard DataLoader with PIL transforms.
+    "torchvision" is the standard DataLoader with PIL transforms. mean/std default to the
+    training split's own per-channel statistics.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}.")
+    if mean is None or std is None:
+        mean, std = channel_stats(splits.train.images)
     mean, std = tuple(mean), tuple(std)
     if pipeline == "tensor":
         def loader(images, shuffle, aug):
             return TensorLoader(images, batch_size, mean, std, shuffle=shuffle, augment=aug,
-                                device=device, seed=seed,
-                                drop_last=shuffle and len(images) > batch_size)
+                                device=device, drop_last=shuffle and len(images) > batch_size)
     else:
         def loader(images, shuffle, aug):
             transform = train_transforms(mean, std, aug) if shuffle else eval_transforms(mean, std)
             return torchvision_loader(images, batch_size, transform, shuffle=shuffle,
                                       num_workers=num_workers, device=device,
                                       drop_last=shuffle and len(images) > batch_size)
-    return Loaders(loader(train, True, augment), loader(val, False, False),
-                   loader(test, False, False), mean, std, pipeline)
+    return Loaders(loader(splits.train, True, augment), loader(splits.val, False, False),
+                   loader(splits.test, False, False), splits, batch_size, mean, std, pipeline)

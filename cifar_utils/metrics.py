@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .settings import autocast
-from .speed import PLAIN
+from .precision import PLAIN, prepare, unwrap
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
@@ -24,22 +23,29 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
     return [hits[:, :k].any(dim=1).sum() for k in ks]
 
 
+def logits_of(model: nn.Module, x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
+    """The model's fp32 scores for a batch; with flip_tta, the mean over it and its mirror image."""
+    logits = model(x).float()
+    if flip_tta:  # test-time augmentation: a left-right mirror is as likely a CIFAR image
+        logits = (logits + model(x.flip(3)).float()) / 2
+    return logits
+
+
 @torch.no_grad()
 def predict(model: nn.Module, loader, device: torch.device,
-            amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            flip_tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (logits float32 (N, classes), labels (N,)) on the CPU, in the loader's order."""
     model.eval()
     outs, labels = [], []
     for x, y in loader:
-        with autocast(device, amp_dtype):
-            outs.append(model(x.to(device, non_blocking=True)).float())
+        outs.append(logits_of(model, x.to(device, non_blocking=True), flip_tta))
         labels.append(y.to(device))
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+             flip_tta: bool = False) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over a loader."""
     model.eval()
     loss_sum = torch.zeros((), device=device)
@@ -48,8 +54,7 @@ def evaluate(model: nn.Module, loader, device: torch.device,
     n = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            logits = model(x).float()
+        logits = logits_of(model, x, flip_tta)
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         c1, c5 = topk_correct(logits, y, (1, 5))
         top1 += c1
@@ -94,7 +99,7 @@ def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
 
     One fixed precision and layout, whatever the model trained in, so that models compare.
     """
-    model = PLAIN.apply(copy.deepcopy(model).cpu().eval())
+    model = prepare(copy.deepcopy(unwrap(model)), PLAIN, torch.device("cpu")).eval()
     x = torch.randn(1, 3, image_size, image_size)
     times = []
     with torch.no_grad():

@@ -131,6 +131,15 @@ def imagenet_weights(name: str, download: bool = True):
     return weights
 
 
+def pretrained_available(name: str, download: bool = True) -> tuple[bool, str | None]:
+    """(True, None) if the ImageNet weights of `name` can be loaded, else (False, what to do)."""
+    try:
+        imagenet_weights(name, download)
+    except WeightsUnavailable as err:
+        return False, str(err)
+    return True, None
+
+
 def torchvision_model(name: str, num_classes: int, weights: str | None = None,
                       download: bool = True) -> nn.Module:
     """A torchvision ImageNet architecture with a fresh classifier for `num_classes`.
@@ -158,6 +167,11 @@ def torchvision_model(name: str, num_classes: int, weights: str | None = None,
     return model
 
 
+def classifier_of(net: nn.Module) -> nn.Module:
+    """The layer of a torchvision model that holds its class scores: `fc` or `classifier`."""
+    return net.fc if hasattr(net, "fc") else net.classifier
+
+
 class Upsampled(nn.Module):
     """Resize the input batch (bilinear) before the wrapped model: 32x32 -> size x size."""
 
@@ -174,6 +188,19 @@ class Upsampled(nn.Module):
         return self.model(x)
 
 
+@torch.no_grad()
+def trace_stages(model: nn.Module, size: int) -> str:
+    """The feature-map side after each stage of a ResNet18 (CIFAR or ImageNet) for one image."""
+    stages = (["stem", "layer1", "layer2", "layer3", "layer4"] if hasattr(model, "stem")
+              else ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"])
+    x, sides = torch.zeros(1, 3, size, size), []
+    for name in stages:
+        x = getattr(model, name)(x)
+        if name in ("stem", "maxpool") or name.startswith("layer"):
+            sides.append(f"{name} {x.shape[-1]}×{x.shape[-1]}")
+    return " -> ".join(sides)
+
+
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "logistic_regression": LogisticRegression,
     "simple_cnn": SimpleCNN,
@@ -182,11 +209,19 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build(name: str, num_classes: int, **kwargs) -> nn.Module:
-    """Build a registered model by name (torchvision ones take weights="imagenet", download=)."""
+def build(name: str, num_classes: int, *, seed: int | None = None, **kwargs) -> nn.Module:
+    """Build a registered model by name (torchvision ones take weights="imagenet", download=).
+
+    seed: draw the random initial weights from this seed (the same seed, the same weights),
+    leaving the global random stream as it was; None draws them from the global stream.
+    """
     if name not in REGISTRY:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
-    return REGISTRY[name](num_classes=num_classes, **kwargs)
+    if seed is None:
+        return REGISTRY[name](num_classes=num_classes, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return REGISTRY[name](num_classes=num_classes, **kwargs)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 
@@ -74,6 +75,7 @@ def learning_curves(history: list[dict], metric: str = "top1", label: str = "", 
         ax.plot(epochs, [r[f"train_{metric}"] for r in history], linestyle="--",
                 color=line.get_color(), label=f"{prefix}train")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
     ax.legend()
     ax.grid(alpha=0.3)
@@ -130,4 +132,82 @@ def prediction(image: np.ndarray, probabilities: np.ndarray, classes: Sequence[s
     inset = ax.inset_axes([0.7, 0.1, 0.28, 0.5])
     inset.imshow(image)
     inset.axis("off")
+    return ax
+
+
+COST_LABELS = {"train_seconds": "training time (s)", "params": "parameters",
+               "flops": "FLOPs per image", "cpu_latency_ms": "CPU latency at batch 1 (ms)"}
+
+
+def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
+                          group: str | None = None, log: bool = True, ax=None):
+    """Test top-1 of each run against what it cost (a key of its record), each point labelled.
+
+    records: results records (results.run_record); group: a key whose value colours the points
+    (the notebook, say) and names them in the legend.
+    """
+    ax = _axes(ax, figsize=(7, 4.5))
+    groups = list(dict.fromkeys(r.get(group) for r in records)) if group else [None]
+    for i, name in enumerate(groups):
+        mine = [r for r in records if group is None or r.get(group) == name]
+        ax.scatter([r[cost] for r in mine], [r["test_top1"] for r in mine], color=f"C{i}",
+                   label=name, zorder=2)
+        for r in mine:
+            ax.annotate(r["name"], (r[cost], r["test_top1"]), fontsize=7, color=f"C{i}",
+                        xytext=(4, 3), textcoords="offset points")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))
+    ax.set_ylabel("test top-1")
+    ax.grid(alpha=0.3)
+    if group:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
+                   mark_step: int | None = None, ax=None):
+    """Each parameter group's learning rate per step (callbacks.LRMonitor), on a log scale."""
+    ax = _axes(ax, figsize=(5, 3.2))
+    trace = np.asarray(lrs)  # (steps, groups)
+    for g, name in enumerate(groups):
+        ax.plot(trace[:, g], label=name)
+    if mark_step is not None:
+        ax.axvline(mark_step, color="grey", linestyle=":", label="unfreeze")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def channel_histograms(images: np.ndarray, ax=None):
+    """Histogram of the pixel values of each colour channel of uint8 images (N, H, W, 3)."""
+    ax = _axes(ax, figsize=(6, 3))
+    for c, colour in enumerate(("red", "green", "blue")):
+        ax.hist(images[..., c].ravel(), bins=64, color=colour, alpha=0.4, label=colour)
+    ax.set_xlabel("pixel value (0-255)")
+    ax.set_ylabel("pixels")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def class_templates(weight: torch.Tensor, classes: Sequence[str], ax=None):
+    """A linear model's weights drawn as one 32x32 image per class, each stretched to 0-255."""
+    w = weight.detach().float().cpu().view(-1, 3, 32, 32)[:10]  # (classes, 3, 32, 32)
+    low, high = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
+    images = ((w - low) / (high - low) * 255).byte().permute(0, 2, 3, 1).numpy()
+    ax = _axes(ax, figsize=(12, 1.8))
+    ax.imshow(_tile(images, len(images)))
+    ax.set_xticks([34 * i + 16 for i in range(len(images))], classes[:len(images)], fontsize=8)
+    ax.set_yticks([])
+    return ax
+
+
+def accuracy_bars(records: Sequence[dict], ax=None):
+    """Test top-1 of each run as a horizontal bar."""
+    ax = _axes(ax, figsize=(7, 3))
+    ax.barh([r["name"] for r in records], [r["test_top1"] for r in records])
+    ax.set_xlabel("test top-1")
+    ax.grid(axis="x", alpha=0.3)
     return ax

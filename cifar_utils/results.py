@@ -7,14 +7,14 @@ from pathlib import Path
 
 from .data import CifarData
 from .models import count_parameters
-from .settings import Settings
-from .train import train_seconds
+from .recipe import Run
+from .settings import Config
 
-RUN_KEYS = ("name", "params", "epochs", "train_seconds", "test_top1", "test_top5")
+RUN_KEYS = ("name", "params", "epochs", "train_images", "train_seconds", "test_top1", "test_top5")
 DATA_SOURCES = ("torchvision", "folder", "sample")
 
 
-def write(notebook: str, cfg: Settings, data: CifarData, runs: list[dict], **extra) -> Path:
+def write(notebook: str, cfg: Config, data: CifarData, runs: list[dict], **extra) -> Path:
     """Write RESULTS_DIR/<notebook>.json and return its path; every run needs RUN_KEYS.
 
     extra: further top-level entries (statistics a notebook computed, say).
@@ -37,13 +37,38 @@ def write(notebook: str, cfg: Settings, data: CifarData, runs: list[dict], **ext
     return path
 
 
-def run_record(name: str, model, history: list[dict], test: dict[str, float], **extra) -> dict:
-    """One run's entry: the six keys every run has, its learning curve, and what else it measured."""
+def run_record(run: Run, **extra) -> dict:
+    """One run's entry: the keys every run has, its learning curve, and what else it measured."""
     curve = [{k: round(r[k], 4) for k in ("epoch", "train_loss", "train_top1", "val_loss",
-                                          "val_top1")} for r in history]
-    return {"name": name, "params": count_parameters(model), "epochs": len(history),
-            "train_seconds": round(train_seconds(history), 2), "test_top1": test["top1"],
-            "test_top5": test["top5"], **extra, "history": curve}
+                                          "val_top1")} for r in run.history]
+    return {"name": run.name, "params": count_parameters(run.model), "epochs": run.epochs,
+            "train_images": run.train_images, "train_seconds": round(run.train_seconds, 2),
+            "test_top1": run.test["top1"], "test_top5": run.test["top5"],
+            "device": run.device.type, "compute_format": run.compute_format.name, **extra,
+            "history": curve}
+
+
+FORMATS = {"test_top1": "{:.1%}", "test_top5": "{:.1%}", "params": "{:,}", "train_images": "{:,}",
+           "train_seconds": "{:.1f}", "flops": lambda f: f"{f / 1e6:,.1f} M", "size_mb": "{:.1f}",
+           "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}"}
+
+
+def table(records: list[dict], columns: list[str]):
+    """A table of runs, one row each, with the course's number formats (a pandas Styler)."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records).set_index("name")[columns]
+    return frame.style.format({c: f for c, f in FORMATS.items() if c in columns}, na_rep="–")
+
+
+def collect(folder: str | Path, dataset: str, profile: str) -> list[dict]:
+    """Every run recorded in `folder` for this data set and profile, each with its notebook's number."""
+    runs = []
+    for path in sorted(Path(folder).glob("[0-9][0-9]_*.json")):
+        record = read(path)
+        if (record["dataset"], record["profile"]) == (dataset, profile):
+            runs += [{**run, "notebook": record["notebook"][:2]} for run in record["runs"]]
+    return runs
 
 
 def read(path: str | Path) -> dict:

@@ -1,8 +1,7 @@
-"""Profiles, the notebooks' stable parameters resolved into one settings object, and devices."""
+"""Profiles and budgets, the notebooks' stable parameters resolved into one Config, and devices."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 from dataclasses import dataclass, field
@@ -11,50 +10,82 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PROFILE_ENV = "CIFAR_COURSE_PROFILE"  # overrides PROFILE="auto" (nbval runs notebooks small)
+# Every environment variable the course reads. They all start with CIFAR_.
+PROFILE_ENV = "CIFAR_COURSE_PROFILE"
 DATA_ENV = "CIFAR_DATA_DIR"
 RESULTS_ENV = "CIFAR_RESULTS_DIR"
+PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"
+FORMAT_ENV = "CIFAR_COURSE_FORMAT"
+ENVIRONMENT = {
+    PROFILE_ENV: "the profile PROFILE='auto' resolves to (smoke | laptop | full)",
+    DATA_ENV: "where DATA_DIR=None looks for the data (default ./data)",
+    RESULTS_ENV: "where RESULTS_DIR=None writes results and checkpoints (default ./results)",
+    PLAIN_PROGRESS_ENV: "'1': progress bars as plain text lines instead of widgets",
+    FORMAT_ENV: "the precision and memory layout models train in: unset for the default of "
+                "this hardware, 'measure' to time all four and take the fastest, or one of "
+                "them pinned ('bf16,channels-last', 'fp32,channels-first', ...)",
+}
+
 DATASETS = ("cifar10", "cifar100")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 
 
 @dataclass(frozen=True)
+class Budget:
+    """How long one kind of training runs in a profile."""
+
+    epochs: int
+    train_images: int | None = None  # training images kept before the validation split (None: all)
+
+
+# The kinds of training the notebooks do, each with its own budget.
+KINDS = ("logistic_regression", "simple_cnn", "resnet18_cifar", "fine_tune", "student")
+
+
+@dataclass(frozen=True)
 class Profile:
-    """How big a run is: how much data, how many epochs per kind of model, what batch size."""
+    """How big a run is: a budget per kind of training, the test set, the batch size."""
 
     name: str
-    train_size: int | None  # training images kept before the validation split (None: all)
-    test_size: int | None  # test images kept (None: all)
+    budgets: dict[str, Budget]  # kind of training (KINDS) -> budget
+    test_images: int | None  # test images kept (None: all)
     val_fraction: float  # share of the kept training images held out for validation
     batch_size: int
-    epochs: dict[str, int] = field(default_factory=dict)  # model family -> epochs
-    resnet_train_size: int | None = None  # training images for ResNet-sized models (None: all)
-    description: str = ""
+    description: str = field(default="", compare=False)
+
+
+def _profile(name, epochs, train_images, test_images, batch_size, description) -> Profile:
+    budgets = {kind: Budget(epochs[kind], train_images.get(kind)) for kind in KINDS}
+    return Profile(name, budgets, test_images, 0.1, batch_size, description)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile(
-        "smoke", train_size=5000, test_size=1000, val_fraction=0.1, batch_size=64,
-        epochs={"linear": 2, "cnn": 3, "resnet": 2, "transfer": 2, "student": 2},
-        resnet_train_size=500,
-        description="the bundled sample, a few steps: seconds per notebook on a CPU, for tests",
-    ),
-    "laptop": Profile(
-        "laptop", train_size=None, test_size=None, val_fraction=0.1, batch_size=128,
-        epochs={"linear": 5, "cnn": 8, "resnet": 3, "transfer": 3, "student": 3},
-        resnet_train_size=10000,  # a ResNet18 step costs ~30 SimpleCNN steps on a CPU
-        description="real CIFAR, minutes per notebook on a laptop CPU",
-    ),
-    "full": Profile(
-        "full", train_size=None, test_size=None, val_fraction=0.1, batch_size=512,
-        epochs={"linear": 20, "cnn": 30, "resnet": 40, "transfer": 10, "student": 30},
-        description="all of CIFAR and enough epochs for headline accuracy on one GPU",
-    ),
+    "smoke": _profile(
+        "smoke",
+        epochs={"logistic_regression": 2, "simple_cnn": 3, "resnet18_cifar": 2, "fine_tune": 2,
+                "student": 2},
+        train_images={"resnet18_cifar": 500, "fine_tune": 500, "student": 500},
+        test_images=1000, batch_size=64,
+        description="the bundled sample, a few steps: seconds per notebook on a CPU, for tests"),
+    "laptop": _profile(
+        "laptop",
+        epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "fine_tune": 3,
+                "student": 3},
+        # a ResNet18 step costs ~30 SimpleCNN steps on a CPU: the ResNets see a fifth of the images
+        train_images={"resnet18_cifar": 10000, "fine_tune": 10000, "student": 10000},
+        test_images=None, batch_size=128,
+        description="real CIFAR, minutes per notebook on a laptop CPU"),
+    "full": _profile(
+        "full",
+        epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "fine_tune": 10,
+                "student": 30},
+        train_images={}, test_images=None, batch_size=512,
+        description="all of CIFAR and enough epochs for headline accuracy on one GPU"),
 }
 
 
 @dataclass(frozen=True)
-class Settings:
+class Config:
     """Everything a notebook decided from its parameters cell, resolved and checked."""
 
     profile: Profile
@@ -63,15 +94,26 @@ class Settings:
     download: bool
     device: torch.device
     seed: int
-    epochs_override: int | None
+    epochs_override: int | None  # EPOCHS: replaces every budget's epochs
     batch_size: int
     results_dir: Path
 
-    def epochs(self, family: str) -> int:
-        """Return EPOCHS if the notebook set it, else the profile's epochs for this model family."""
-        if self.epochs_override is not None:
-            return self.epochs_override
-        return self.profile.epochs[family]
+    def budget(self, kind: str) -> Budget:
+        """The budget of one kind of training (KINDS), with EPOCHS applied if the notebook set it."""
+        if kind not in self.profile.budgets:
+            raise ValueError(f"Unknown kind of training {kind!r}: choose one of {', '.join(KINDS)}.")
+        budget = self.profile.budgets[kind]
+        if self.epochs_override is None:
+            return budget
+        return Budget(self.epochs_override, budget.train_images)
+
+    def epochs(self, kind: str) -> int:
+        """Epochs for one kind of training (KINDS)."""
+        return self.budget(kind).epochs
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.results_dir / "checkpoints"
 
     def summary(self) -> str:
         """One line for the notebook to print."""
@@ -107,13 +149,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """Autocast to `dtype` (bf16: no loss scaling needed) when one is given, otherwise run as is."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch so that a CPU run repeats exactly."""
     random.seed(seed)
@@ -121,25 +156,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve(profile: str = "auto", dataset: str = "cifar10", data_dir: str | None = None,
+def _whole(name: str, value, allow_none: bool, minimum: int) -> None:
+    ok = (value is None and allow_none) or (
+        isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
+    if not ok:
+        kind = "a positive whole number" if minimum > 0 else "a whole number"
+        raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}, not {value!r}.")
+
+
+def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | None = None,
             download: bool = True, device: str = "auto", seed: int = 0,
             epochs: int | None = None, batch_size: int | None = None,
-            results_dir: str | None = None) -> Settings:
-    """Check the stable parameters of a notebook and resolve them into Settings (and seed)."""
+            results_dir: str | None = None) -> Config:
+    """Check a notebook's stable parameters (by keyword) and resolve them into a Config (and seed)."""
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
-    for name, value in (("EPOCHS", epochs), ("BATCH_SIZE", batch_size)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive whole number or None, not {value!r}.")
-    if not isinstance(seed, int):
-        raise ValueError(f"SEED must be a whole number, not {seed!r}.")
+    _whole("EPOCHS", epochs, allow_none=True, minimum=1)
+    _whole("BATCH_SIZE", batch_size, allow_none=True, minimum=1)
+    _whole("SEED", seed, allow_none=False, minimum=0)
+    if not isinstance(download, bool):
+        raise ValueError(f"DOWNLOAD must be True or False, not {download!r}.")
     resolved = resolve_profile(profile)
     seed_everything(seed)
-    return Settings(
+    return Config(
         profile=resolved,
         dataset=dataset,
         data_dir=data_dir,
-        download=bool(download),
+        download=download,
         device=resolve_device(device),
         seed=seed,
         epochs_override=epochs,

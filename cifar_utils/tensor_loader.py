@@ -5,7 +5,8 @@ batch costs a few kernel launches instead of 128 PIL calls. On the CPU the same 
 augmentation for a whole batch in one tensor operation, which is what keeps small models on a
 laptop from waiting on per-image Python work. Both draw the augmentations the torchvision
 pipeline draws: a crop at an offset uniform in [0, 2*padding] of the zero-padded image, and
-a horizontal flip with probability 1/2.
+a horizontal flip with probability 1/2. Like a DataLoader, each pass draws its shuffling and
+augmentation seed from PyTorch's global random stream, so seeding before a run decides them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ class TensorLoader:
 
     def __init__(self, images: ImageSet, batch_size: int, mean: Sequence[float],
                  std: Sequence[float], *, shuffle: bool = False, augment: bool = False,
-                 padding: int = 4, drop_last: bool = False, device: torch.device | str = "cpu",
-                 seed: int = 0):
+                 padding: int = 4, drop_last: bool = False, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.x = torch.from_numpy(images.images).to(self.device).permute(0, 3, 1, 2).contiguous()
         self.y = torch.from_numpy(images.labels).to(self.device)  # (N,)
@@ -33,7 +33,6 @@ class TensorLoader:
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.padding, self.drop_last = padding, drop_last
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __len__(self) -> int:
         n = len(self.y) / self.batch_size
@@ -45,13 +44,17 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.y)
-        order = (torch.randperm(n, device=self.device, generator=self.generator)
+        generator = None
+        if self.shuffle or self.augment:  # evaluation draws nothing from the global stream
+            seed = int(torch.randint(0, 2**62, ()))  # as a DataLoader draws its base seed
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        order = (torch.randperm(n, device=self.device, generator=generator)
                  if self.shuffle else torch.arange(n, device=self.device))
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.x[idx]  # (B, 3, 32, 32) uint8
             if self.augment:
-                x = random_flip(random_crop(x, self.padding, self.generator), self.generator)
+                x = random_flip(random_crop(x, self.padding, generator), generator)
             yield (x.float() - self.mean) / self.std, self.y[idx]
 
 

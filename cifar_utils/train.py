@@ -12,9 +12,7 @@ from torch import nn
 
 from .losses import CrossEntropy
 from .metrics import evaluate, topk_correct
-from .settings import autocast
-
-PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"  # "1": text bars (papermill, CI logs)
+from .settings import PLAIN_PROGRESS_ENV
 
 
 def progress(iterable: Iterable, **kwargs):
@@ -54,13 +52,14 @@ class Callback:
 def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
         optimizer: torch.optim.Optimizer, device: torch.device,
         loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] = (), amp_dtype: torch.dtype | None = None,
-        show_progress: bool = True, desc: str = "train") -> list[dict]:
+        callbacks: Sequence[Callback] = (), show_progress: bool = True,
+        desc: str = "train") -> list[dict]:
     """Train for `epochs`, validating after each; return one record per epoch.
 
     A record holds epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5 and
     seconds (training time of the epoch, validation excluded). loss_fn(logits, targets,
     inputs) defaults to cross-entropy; distillation uses the inputs to ask its teacher.
+    Precision and memory layout belong to the model (precision.prepare), not to the loop.
     """
     loss_fn = loss_fn or CrossEntropy()
     model.to(device)
@@ -76,9 +75,9 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
             cb.on_epoch_start(state)
         lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
         start = time.perf_counter()
-        train = _train_epoch(state, train_loader, loss_fn, device, amp_dtype, callbacks)
+        train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
         seconds = time.perf_counter() - start
-        val = evaluate(model, val_loader, device, amp_dtype=amp_dtype)
+        val = evaluate(model, val_loader, device)
         record = {"epoch": state.epoch, "lr": lr, **train,
                   "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
                   "seconds": seconds}
@@ -94,7 +93,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
     return state.history
 
 
-def _train_epoch(state: FitState, loader, loss_fn, device, amp_dtype, callbacks) -> dict:
+def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
     """One pass over the training data; sums stay on the device until the epoch ends."""
     model, optimizer = state.model, state.optimizer
     loss_sum = torch.zeros((), device=device)
@@ -102,9 +101,8 @@ def _train_epoch(state: FitState, loader, loss_fn, device, amp_dtype, callbacks)
     seen = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp_dtype):
-            logits = model(x)
-            loss = loss_fn(logits, y, x)
+        logits = model(x)  # (B, classes)
+        loss = loss_fn(logits, y, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -6,9 +6,9 @@ import json
 
 import nbformat
 import pytest
+from helpers import NOTEBOOK_DIR
 
-from cifar_utils import assignments
-from conftest import NOTEBOOK_DIR
+from cifar_utils.course import assignments
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cifar_utils import course
+from cifar_utils.course import runner
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 
@@ -18,7 +18,7 @@ if os.path.exists(FAIL_IF):
     raise RuntimeError("asked to fail")
 with open(LOG, "a") as f:
     f.write(NAME + "\\n")
-run = {"name": NAME, "params": 10, "epochs": EPOCHS or 1, "train_seconds": 0.1,
+run = {"name": NAME, "params": 10, "epochs": EPOCHS or 1, "train_images": 100, "train_seconds": 0.1,
        "test_top1": 0.5, "test_top5": 0.9}
 record = {"notebook": NAME, "dataset": "cifar10", "data_source": "sample", "profile": PROFILE,
           "device": "cpu", "seed": 0, "runs": [run]}
@@ -42,7 +42,7 @@ def write_notebooks(folder: Path, log: Path, fail_flag: Path, count: int = 4) ->
 
 
 def test_an_unknown_parameter_is_refused_before_anything_runs(tmp_path, capsys):
-    status = course.main(["run", "-p", "EPOCHZ", "3", "--out", str(tmp_path / "run"),
+    status = runner.main(["run", "-p", "EPOCHZ", "3", "--out", str(tmp_path / "run"),
                           "--notebooks", str(NOTEBOOK_DIR)])
     err = capsys.readouterr().err
     assert status == 2
@@ -59,18 +59,18 @@ def test_an_unknown_parameter_is_refused_before_anything_runs(tmp_path, capsys):
 ])
 def test_values_of_the_wrong_type_or_outside_the_choices_are_refused(args, message, tmp_path,
                                                                      capsys):
-    status = course.main(["run", *args, "--out", str(tmp_path / "run"),
+    status = runner.main(["run", *args, "--out", str(tmp_path / "run"),
                           "--notebooks", str(NOTEBOOK_DIR)])
     assert status == 2 and message in capsys.readouterr().err
 
 
 def test_unknown_notebook_in_only_is_refused():
     with pytest.raises(SystemExit, match="--only 42: no such notebook"):
-        course.main(["run", "--only", "42", "--notebooks", str(NOTEBOOK_DIR)])
+        runner.main(["run", "--only", "42", "--notebooks", str(NOTEBOOK_DIR)])
 
 
 def test_parse_value_reads_like_papermill():
-    assert [course.parse_value(v) for v in ("None", "true", "3", "0.5", "cifar10")] == [
+    assert [runner.parse_value(v) for v in ("None", "true", "3", "0.5", "cifar10")] == [
         None, True, 3, 0.5, "cifar10"]
 
 
@@ -81,20 +81,20 @@ def test_a_failure_is_reported_the_run_goes_on_and_resume_runs_only_the_rest(tmp
     out = tmp_path / "run"
     args = ["run", "--profile", "smoke", "-p", "EPOCHS", "2", "--out", str(out),
             "--notebooks", str(notebooks)]
-    assert course.main(args) == 1  # the fourth notebook failed: non-zero exit
+    assert runner.main(args) == 1  # the fourth notebook failed: non-zero exit
     printed = capsys.readouterr().out
     assert "03_step: FAILED in cell" in printed and "RuntimeError: asked to fail" in printed
     assert log.read_text().split() == ["00_step", "01_step", "02_step"]
     assert (out / "report.md").exists()  # a report of what did finish
 
     fail.unlink()
-    assert course.main([*args, "--resume"]) == 0
+    assert runner.main([*args, "--resume"]) == 0
     assert log.read_text().split() == ["00_step", "01_step", "02_step", "03_step"]
     printed = capsys.readouterr().out
     assert printed.count("done earlier with the same parameters, skipped") == 3
 
     # other parameters: resume runs everything again
-    assert course.main(["run", "--profile", "smoke", "-p", "EPOCHS", "3", "--out", str(out),
+    assert runner.main(["run", "--profile", "smoke", "-p", "EPOCHS", "3", "--out", str(out),
                         "--notebooks", str(notebooks), "--resume"]) == 0
     assert log.read_text().split().count("00_step") == 2
     rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| 0")]
@@ -106,11 +106,23 @@ def test_report_rebuilds_from_a_folder(tmp_path, capsys):
     notebooks, log = tmp_path / "nbs", tmp_path / "log.txt"
     write_notebooks(notebooks, log, tmp_path / "never", count=2)
     out = tmp_path / "run"
-    assert course.main(["run", "--profile", "smoke", "--out", str(out),
+    assert runner.main(["run", "--profile", "smoke", "--out", str(out),
                         "--notebooks", str(notebooks)]) == 0
     (out / "report.md").unlink()
-    assert course.main(["report", str(out)]) == 0
+    assert runner.main(["report", str(out)]) == 0
     rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| 0")]
     assert len(rows) == 2
     assert "ran on the bundled CIFAR-10 sample" in (out / "report.html").read_text()
     assert "00_step, 01_step ran on the bundled CIFAR-10 sample" in (out / "report.md").read_text()
+
+
+def test_the_console_shows_a_line_per_notebook_and_the_kernels_chatter_goes_to_a_log(tmp_path, capfd):
+    notebooks, log = tmp_path / "nbs", tmp_path / "log.txt"
+    write_notebooks(notebooks, log, tmp_path / "never", count=2)
+    out = tmp_path / "run"
+    assert runner.main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", str(notebooks)]) == 0
+    printed = capfd.readouterr()
+    lines = [line for line in (printed.out + printed.err).splitlines() if line.strip()]
+    assert [line.split(":")[1].split()[0] for line in lines[:4]] == ["running", "finished"] * 2
+    assert lines[4].startswith("All done in") and len(lines) == 5, lines
+    assert (out / "00_step.log").is_file() and (out / "01_step.log").is_file()

@@ -8,10 +8,10 @@ import urllib.request
 
 import numpy as np
 import pytest
+from helpers import md5, pack, snapshot, write_image_folder, write_torchvision_layout
 
 from cifar_utils import data
 from cifar_utils.data import DataError
-from conftest import md5, pack, snapshot, write_image_folder, write_torchvision_layout
 
 
 def test_torchvision_layout_loads_both_datasets(torchvision_root):
@@ -182,17 +182,19 @@ def test_cifar100_on_the_sample_is_labelled_a_stand_in():
 
 def test_split_is_seeded_stratified_and_disjoint():
     cifar = data.load("cifar10", "sample")
-    train, val, test = data.split(cifar, 0.1, seed=3, train_size=2000, test_size=500)
+    splits = data.split(cifar, 0.1, seed=3, train_size=2000, test_size=500)
+    train, val, test = splits.train, splits.val, splits.test
     assert (len(train), len(val), len(test)) == (1800, 200, 500)
+    assert splits.describe() == "1,800 train / 200 validation / 500 test images"
     assert np.array_equal(np.bincount(val.labels), np.full(10, 20))
     assert np.array_equal(np.bincount(test.labels), np.full(10, 50))
     again = data.split(cifar, 0.1, seed=3, train_size=2000, test_size=500)
-    assert np.array_equal(again[1].images, val.images)
+    assert np.array_equal(again.val.images, val.images)
     # no validation image is also a training image
     train_rows = {img.tobytes() for img in train.images}
     assert not any(img.tobytes() in train_rows for img in val.images)
     other = data.split(cifar, 0.1, seed=4, train_size=2000, test_size=500)
-    assert not np.array_equal(other[1].images, val.images)
+    assert not np.array_equal(other.val.images, val.images)
 
 
 def test_channel_stats_match_numpy():

@@ -35,3 +35,14 @@ def test_evaluate_matches_a_direct_computation():
         logits = model(x)
     assert np.isclose(out["loss"], torch.nn.functional.cross_entropy(logits, y).item(), rtol=1e-5)
     assert out["top1"] == (logits.argmax(1) == y).sum().item() / 30
+
+
+def test_flip_tta_scores_the_mean_of_the_two_logits():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 5))
+    x, y = torch.randn(6, 3, 4, 4), torch.randint(0, 5, (6,))
+    expected = (model(x) + model(x.flip(3))) / 2
+    logits, labels = metrics.predict(model, [(x, y)], torch.device("cpu"), flip_tta=True)
+    assert torch.allclose(logits, expected, atol=1e-6) and torch.equal(labels, y)
+    out = metrics.evaluate(model, [(x, y)], torch.device("cpu"), flip_tta=True)
+    assert out["top1"] == (expected.argmax(1) == y).sum().item() / len(y)

@@ -33,3 +33,16 @@ def test_trainable_only_skips_frozen_parameters():
 def test_unknown_model_lists_the_registry():
     with pytest.raises(ValueError, match="Unknown model 'resnet'.*simple_cnn"):
         models.build("resnet", 10)
+
+
+def test_trace_stages_follows_the_grid_through_each_resnet():
+    assert models.trace_stages(models.build("resnet18_cifar", 10), 32) == (
+        "stem 32×32 -> layer1 32×32 -> layer2 16×16 -> layer3 8×8 -> layer4 4×4")
+    assert models.trace_stages(models.build("resnet18", 10), 64).endswith("layer4 2×2")
+
+
+def test_the_classifier_of_each_torchvision_model_is_the_layer_that_scores_classes():
+    for name in ("resnet18", "mobilenet_v2", "mobilenet_v3_small"):
+        net = models.build(name, 7)
+        last = [m for m in models.classifier_of(net).modules() if isinstance(m, torch.nn.Linear)][-1]
+        assert last.out_features == 7

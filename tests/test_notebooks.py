@@ -6,13 +6,15 @@ nbval executes every notebook once more as part of the test command (`--nbval-la
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
+from helpers import NOTEBOOK_DIR
 
-from cifar_utils import course, results
+from cifar_utils import results
+from cifar_utils.course import runner
 
-NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE",
           "RESULTS_DIR"]
@@ -54,6 +56,7 @@ def test_notebook_ran_in_the_smoke_profile(notebook, smoke_course):
         if notebook.stem < "03":  # a few smoke steps of a ResNet need not beat chance; these must
             assert run["test_top1"] > 0.1, run
         assert run["epochs"] == len(run["history"])
+        assert run["train_images"] > 0 and run["epochs"] >= 0  # every run records its budget
     assert [run["name"] for run in record["runs"]] == ARMS[notebook.stem]
 
 
@@ -93,9 +96,39 @@ def test_distillation_reuses_the_teacher_of_notebook_03(smoke_course):
 
 
 def test_cifar100_is_accepted_and_labelled_as_a_stand_in_on_the_sample(tmp_path):
-    status = course.main(["run", "--only", "01", "--profile", "smoke", "--dataset", "cifar100",
+    status = runner.main(["run", "--only", "01", "--profile", "smoke", "--dataset", "cifar100",
                           "--out", str(tmp_path), "--notebooks", str(NOTEBOOK_DIR)])
     record = results.read(tmp_path / "01_logistic_regression.json")
     assert status == 0 and record["dataset"] == "cifar100" and record["data_source"] == "sample"
     assert "no CIFAR-100 images" in record["data_note"]
     assert "no CIFAR-100 images" in (tmp_path / "report.md").read_text()
+
+
+def without_timings(value):
+    """A results JSON with every wall-clock figure left out: what must repeat exactly."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items()
+                if "seconds" not in k and "images_per_s" not in k}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkeypatch):
+    """Notebook 02 twice while two processes keep both cores busy: the numbers repeat exactly.
+
+    One thread per run (both runs alike): two threads per kernel on two busy cores wait on each
+    other at every operation, which makes a run 15 times slower without changing what it shows.
+    """
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        for name in ("first", "second"):
+            assert runner.main(["run", "--only", "02", "--profile", "smoke", "-p", "EPOCHS", "1",
+                                "--out", str(tmp_path / name), "--notebooks", str(NOTEBOOK_DIR)]) == 0
+    finally:
+        for process in busy:
+            process.kill()
+    first, second = (results.read(tmp_path / name / "02_simple_cnn.json") for name in ("first", "second"))
+    assert without_timings(first) == without_timings(second)
+    assert first["runs"][0]["train_seconds"] != second["runs"][0]["train_seconds"]  # timings do move

@@ -1,8 +1,9 @@
-"""Every plot helper draws on the axes it is given and returns them."""
+"""Every plot helper draws what it is given on the axes it is given, and returns them."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+import torch
 from torchvision import transforms
 
 from cifar_utils import plots
@@ -13,26 +14,87 @@ IMAGES = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
 LABELS = np.arange(40) % 10
 HISTORY = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_top1": 0.1 * e,
             "val_top1": 0.09 * e} for e in range(1, 4)]
+RECORDS = [{"name": "a", "notebook": "02", "params": 10, "train_seconds": 2.0, "test_top1": 0.4},
+           {"name": "b", "notebook": "02", "params": 1000, "train_seconds": 8.0, "test_top1": 0.6},
+           {"name": "c", "notebook": "03", "params": 100, "train_seconds": 4.0, "test_top1": 0.5}]
 
 
-@pytest.mark.parametrize("draw", [
-    lambda ax: plots.sample_grid(IMAGES, LABELS, CLASSES, per_class=3, ax=ax),
-    lambda ax: plots.augmentation_preview(IMAGES[0], {"flip": transforms.RandomHorizontalFlip()},
-                                          n=3, ax=ax),
-    lambda ax: plots.learning_curves(HISTORY, "loss", ax=ax),
-    lambda ax: plots.confusion_matrix(rng.integers(0, 9, (10, 10)), CLASSES, ax=ax),
-    lambda ax: plots.per_class_accuracy({"a": rng.random(10)}, CLASSES, ax=ax),
-    lambda ax: plots.class_counts({"train": np.full(10, 5)}, CLASSES, ax=ax),
-    lambda ax: plots.prediction(IMAGES[0], rng.dirichlet(np.ones(10)), CLASSES, ax=ax),
-])
-def test_plot_draws_on_the_given_axes(draw):
+@pytest.fixture
+def ax():
     fig, ax = plt.subplots()
-    assert draw(ax) is ax
-    assert ax.has_data() or ax.images
+    yield ax
     plt.close(fig)
 
 
-def test_plot_makes_its_own_axes_when_none_given():
-    ax = plots.learning_curves(HISTORY)
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["validation", "train"]
+def test_learning_curves_plot_the_history_with_whole_epochs(ax):
+    assert plots.learning_curves(HISTORY, "top1", label="cnn", ax=ax) is ax
+    val, train = ax.get_lines()
+    assert list(val.get_xdata()) == [1, 2, 3] and list(val.get_ydata()) == [0.09, 0.18, 0.27]
+    assert list(train.get_ydata()) == [0.1, 0.2, 0.30000000000000004]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cnn validation", "cnn train"]
+    ax.figure.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+
+
+def test_accuracy_against_cost_puts_each_run_where_it_belongs(ax):
+    assert plots.accuracy_against_cost(RECORDS, "params", group="notebook", ax=ax) is ax
+    first, second = ax.collections  # one series per notebook
+    assert first.get_offsets().tolist() == [[10, 0.4], [1000, 0.6]]
+    assert second.get_offsets().tolist() == [[100, 0.5]]
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "parameters (log scale)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["02", "03"]
+
+
+def test_learning_rates_trace_each_group_and_mark_the_unfreezing(ax):
+    lrs = [[0.1 * s, 0.01 * s] for s in range(1, 6)]
+    plots.learning_rates(lrs, ["body", "head"], mark_step=3, ax=ax)
+    body, head, mark = ax.get_lines()
+    assert list(head.get_ydata()) == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
+    assert list(mark.get_xdata()) == [3, 3] and ax.get_yscale() == "log"
+
+
+def test_confusion_matrix_shows_row_shares(ax):
+    cm = np.array([[3, 1], [0, 4]])
+    plots.confusion_matrix(cm, ["x", "y"], ax=ax)
+    assert [t.get_text() for t in ax.texts] == ["0.75", "0.25", "0.00", "1.00"]
+
+
+def test_bars_draw_one_bar_per_value(ax):
+    plots.per_class_accuracy({"a": np.linspace(0, 0.9, 10)}, CLASSES, ax=ax)
+    assert [round(p.get_height(), 2) for p in ax.patches] == [round(v, 2) for v in np.linspace(0, 0.9, 10)]
+    fig, other = plt.subplots()
+    plots.accuracy_bars(RECORDS, ax=other)
+    assert [p.get_width() for p in other.patches] == [0.4, 0.6, 0.5]
+    plt.close(fig)
+
+
+def test_image_grids_show_the_images_given(ax):
+    plots.sample_grid(IMAGES, LABELS, CLASSES, per_class=3, ax=ax)
+    grid = ax.images[0].get_array()
+    assert grid.shape == (10 * 34 - 2, 3 * 34 - 2, 3)
+    assert np.array_equal(grid[:32, :32], IMAGES[0]) and np.array_equal(grid[34:66, :32], IMAGES[1])
+    fig, other = plt.subplots()
+    plots.augmentation_preview(IMAGES[0], {"flip": transforms.RandomHorizontalFlip(p=1.0)}, n=2, ax=other)
+    row = other.images[0].get_array()
+    assert np.array_equal(row[:, :32], IMAGES[0]) and np.array_equal(row[:, 34:66], IMAGES[0][:, ::-1])
+    plt.close(fig)
+
+
+def test_class_templates_stretch_each_class_to_the_full_range(ax):
+    weight = torch.zeros(10, 3072)
+    weight[0, :1024] = torch.linspace(-1, 1, 1024)  # class 0: a red ramp
+    weight[1:] = torch.randn(9, 3072)
+    plots.class_templates(weight, CLASSES, ax=ax)
+    tiles = ax.images[0].get_array()
+    assert tiles[:, :32].max() == 255 and tiles[:, :32].min() == 0
+    assert [t.get_text() for t in ax.get_xticklabels()] == CLASSES
+
+
+def test_helpers_make_their_own_axes_when_none_given():
+    ax = plots.channel_histograms(IMAGES)
+    assert len(ax.patches) == 3 * 64 and sum(p.get_height() for p in ax.patches) == IMAGES.size
+    plt.close(ax.figure)
+    ax = plots.prediction(IMAGES[0], np.full(10, 0.1), CLASSES)
+    assert [p.get_width() for p in ax.patches] == pytest.approx([0.1] * 5)
     plt.close(ax.figure)

@@ -1,5 +1,8 @@
 """Profiles, the env override, devices and the checks on the stable parameters."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -42,25 +45,44 @@ def test_devices():
 
 
 def test_resolve_applies_overrides_and_checks_values(tmp_path):
-    cfg = settings.resolve("smoke", "cifar100", epochs=4, batch_size=32, results_dir=str(tmp_path))
-    assert cfg.epochs("cnn") == 4 and cfg.batch_size == 32 and cfg.results_dir == tmp_path
-    assert settings.resolve("smoke").epochs("cnn") == settings.PROFILES["smoke"].epochs["cnn"]
-    with pytest.raises(ValueError, match="EPOCHS must be a positive whole number"):
-        settings.resolve("smoke", epochs=0)
-    with pytest.raises(ValueError, match="BATCH_SIZE must be"):
-        settings.resolve("smoke", batch_size="64")
-    with pytest.raises(ValueError, match="Unknown dataset 'cifar-10'"):
-        settings.resolve("smoke", "cifar-10")
+    cfg = settings.resolve(profile="smoke", dataset="cifar100", epochs=4, batch_size=32,
+                           results_dir=str(tmp_path))
+    assert cfg.epochs("simple_cnn") == 4 and cfg.batch_size == 32 and cfg.results_dir == tmp_path
+    assert cfg.budget("resnet18_cifar") == settings.Budget(4, 500)  # EPOCHS keeps the image budget
+    smoke = settings.resolve(profile="smoke")
+    assert smoke.epochs("simple_cnn") == settings.PROFILES["smoke"].budgets["simple_cnn"].epochs
+    for bad, message in [({"epochs": 0}, "EPOCHS must be a positive whole number"),
+                         ({"epochs": True}, "EPOCHS must be"),
+                         ({"batch_size": "64"}, "BATCH_SIZE must be"),
+                         ({"seed": 1.5}, "SEED must be a whole number"),
+                         ({"download": "no"}, "DOWNLOAD must be True or False"),
+                         ({"dataset": "cifar-10"}, "Unknown dataset 'cifar-10'")]:
+        with pytest.raises(ValueError, match=message):
+            settings.resolve(profile="smoke", **bad)
+    with pytest.raises(ValueError, match="Unknown kind of training 'cnn'.*simple_cnn"):
+        smoke.budget("cnn")
+
+
+def test_resolve_takes_keywords_only_so_parameters_cannot_be_swapped():
+    with pytest.raises(TypeError):
+        settings.resolve("smoke", "cifar10", None, True, "cpu", 0, 3, 64)
+
+
+def test_every_profile_has_a_budget_for_every_kind_of_training():
+    for profile in settings.PROFILES.values():
+        assert set(profile.budgets) == set(settings.KINDS), profile.name
 
 
 def test_results_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(settings.RESULTS_ENV, str(tmp_path / "r"))
-    assert settings.resolve("smoke").results_dir == tmp_path / "r"
+    assert settings.resolve(profile="smoke").results_dir == tmp_path / "r"
 
 
-def test_autocast_computes_in_the_dtype_given_and_in_full_precision_without_one():
-    conv, x = torch.nn.Conv2d(3, 4, 3), torch.randn(1, 3, 8, 8)
-    with settings.autocast(torch.device("cpu"), torch.bfloat16):
-        assert conv(x).dtype == torch.bfloat16
-    with settings.autocast(torch.device("cpu"), None):
-        assert conv(x).dtype == torch.float32
+def test_every_environment_variable_the_package_reads_is_in_the_table_and_the_readme():
+    root = Path(__file__).parent.parent
+    source = "\n".join(p.read_text() for p in (root / "cifar_utils").rglob("*.py"))
+    literal = set(re.findall(r"[\"'](CIFAR_[A-Z_]+)[\"']", source))
+    assert literal == set(settings.ENVIRONMENT)  # defined once, in settings, and nowhere else
+    assert all(name.startswith("CIFAR_") for name in settings.ENVIRONMENT)
+    readme = (root / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in settings.ENVIRONMENT)

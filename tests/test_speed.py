@@ -1,66 +1,14 @@
-"""Precision and memory layout: applied as asked, measured without side effects, chosen once."""
+"""Timing the formats: measured without side effects, opted into, pinned, or left to the default."""
 
-import copy
 import dataclasses
 
 import pytest
 import torch
 
-from cifar_utils import models, speed
+from cifar_utils import models, precision, settings, speed
 
 CPU = torch.device("cpu")
-FP32_LAST = speed.Setup(None, True)
-FP32_FIRST = speed.PLAIN
-
-
-def first_conv_input(model, x):
-    """The tensor that reaches the model's first convolution."""
-    seen = []
-    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    handle = conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    model(x)
-    handle.remove()
-    return seen[0]
-
-
-def test_apply_puts_weights_and_inputs_in_the_layout_and_computes_the_same():
-    torch.manual_seed(0)
-    model = models.build("simple_cnn", 10).eval()
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        before = model(x)
-        FP32_LAST.apply(model)
-        conv = model.features[0]
-        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-        assert first_conv_input(model, x).is_contiguous(memory_format=torch.channels_last)
-        assert torch.allclose(model(x), before, atol=1e-5)
-
-
-def test_apply_again_replaces_the_layout_instead_of_stacking_conversions():
-    model = models.build("simple_cnn", 10).eval()
-    FP32_LAST.apply(model)
-    FP32_FIRST.apply(model)
-    x = torch.randn(2, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        seen = first_conv_input(model, x)
-    # channels-last input would make the convolutions channels-last: the hook must undo it
-    assert seen.is_contiguous() and not seen.is_contiguous(memory_format=torch.channels_last)
-    assert len(model._forward_pre_hooks) == 1
-
-
-def test_a_copy_takes_another_layout_without_changing_the_original():
-    model = FP32_LAST.apply(models.build("simple_cnn", 10).eval())
-    twin = FP32_FIRST.apply(copy.deepcopy(model))
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        assert first_conv_input(model, x).is_contiguous(memory_format=torch.channels_last)
-        assert not first_conv_input(twin, x).is_contiguous(memory_format=torch.channels_last)
-
-
-def test_candidates_offer_bf16_only_where_autocast_supports_it():
-    assert len(speed.candidates(CPU)) == 4
-    assert {s.amp_dtype for s in speed.candidates(torch.device("mps"))} == {None}
-    assert speed.Setup(torch.bfloat16, True).name == "bf16, channels-last"
+FP32_FIRST, FP32_LAST = precision.PLAIN, precision.ComputeFormat(None, True)
 
 
 def test_measure_leaves_the_model_and_the_random_stream_untouched():
@@ -73,23 +21,29 @@ def test_measure_leaves_the_model_and_the_random_stream_untouched():
     after_measure = torch.rand(3)
     torch.manual_seed(1)
     assert torch.equal(after_measure, torch.rand(3))
-    assert set(rates) == set(speed.candidates(CPU)) and min(rates.values()) > 0
+    assert set(rates) == set(precision.candidates(CPU)) and min(rates.values()) > 0
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
-    assert not model._forward_pre_hooks  # the copies got the layouts, not the model
+    assert model.features[0].weight.is_contiguous()  # the copies got the layouts, not the model
 
 
-def test_choose_takes_the_fastest_and_measures_an_architecture_once(monkeypatch):
+def test_without_the_variable_the_format_is_the_hardwares_default_and_nothing_is_timed(monkeypatch):
+    monkeypatch.delenv(settings.FORMAT_ENV, raising=False)
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("the default needs no timing"))
+    model = models.build("simple_cnn", 10)
+    assert speed.choose(model, 8, CPU) == precision.default_format(model, CPU)
+
+
+def test_measure_is_an_opt_in_that_takes_the_fastest_once_per_architecture(monkeypatch):
     calls = []
     bf16_last = dataclasses.replace(FP32_LAST, amp_dtype=torch.bfloat16)
-    fake_rates = {FP32_FIRST: 10.0, FP32_LAST: 30.0, bf16_last: 20.0}
 
     def fake_measure(model, batch, device):
         calls.append(model)
-        return fake_rates
+        return {FP32_FIRST: 10.0, FP32_LAST: 30.0, bf16_last: 20.0}
 
     monkeypatch.setattr(speed, "measure", fake_measure)
-    monkeypatch.setattr(speed, "_chosen", {})
-    monkeypatch.delenv(speed.SETUP_ENV, raising=False)
+    monkeypatch.setattr(speed, "_fastest", {})
+    monkeypatch.setenv(settings.FORMAT_ENV, "measure")
     assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
     assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
     assert len(calls) == 1  # a second model of the same architecture trains the same way
@@ -98,28 +52,14 @@ def test_choose_takes_the_fastest_and_measures_an_architecture_once(monkeypatch)
     assert len(calls) == 3  # another batch size, another architecture: measured anew
 
 
-def test_a_pinned_setup_is_used_without_measuring_and_a_typo_is_named(monkeypatch):
-    monkeypatch.setattr(speed, "measure", lambda *a: pytest.fail("a pinned setup needs no timing"))
-    monkeypatch.setenv(speed.SETUP_ENV, "bf16, channels-last")
-    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == speed.Setup(torch.bfloat16, True)
-    monkeypatch.setenv(speed.SETUP_ENV, "fp32,channels-last")
-    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
-    monkeypatch.setenv(speed.SETUP_ENV, "fp16,channels-last")
-    with pytest.raises(ValueError, match="fp32,channels-first"):
+def test_a_pinned_format_is_used_and_a_typo_is_named(monkeypatch):
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("a pin needs no timing"))
+    monkeypatch.setenv(settings.FORMAT_ENV, "bf16, channels-last")
+    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == precision.ComputeFormat(torch.bfloat16, True)
+    monkeypatch.setenv(settings.FORMAT_ENV, "fp16,channels-last")
+    with pytest.raises(ValueError, match=r"\$CIFAR_COURSE_FORMAT: 'fp16,channels-last' is not a "
+                                         r"compute format for cpu.*'measure'"):
         speed.choose(models.build("simple_cnn", 10), 8, CPU)
-    monkeypatch.setenv(speed.SETUP_ENV, "bf16,channels-last")
-    with pytest.raises(ValueError, match="not a setup for mps"):
-        speed.choose(models.build("simple_cnn", 10), 8, torch.device("mps"))
-
-
-def test_choosing_draws_nothing_from_the_global_random_stream(monkeypatch):
-    monkeypatch.delenv(speed.SETUP_ENV, raising=False)
-    torch.manual_seed(3)
-    speed.choose(models.build("logistic_regression", 10), 4, CPU)
-    drawn = torch.rand(2)
-    torch.manual_seed(3)
-    models.build("logistic_regression", 10)
-    assert torch.equal(drawn, torch.rand(2))
 
 
 def test_throughput_counts_only_the_timed_steps():
@@ -134,3 +74,21 @@ def test_throughput_counts_only_the_timed_steps():
                 yield b
     rate = speed.throughput(model, Counting(), steps=4, device=CPU, warmup=2)
     assert rate > 0 and len(seen) == 6  # 2 warm-up + 4 timed, nothing more drawn
+
+
+def test_compare_feeds_trains_a_fresh_model_per_feed_in_its_format():
+    built = []
+
+    def build():
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2))
+        built.append(model)
+        return model
+
+    batch = (torch.randn(4, 3, 8, 8), torch.randint(0, 2, (4,)))
+    feeds = {"plain": (FP32_FIRST, lambda: speed.repeat(batch)),
+             "last": (FP32_LAST, lambda: speed.repeat(batch))}
+    rates = speed.compare_feeds(build, feeds, CPU, steps=2, rounds=2)
+    assert set(rates) == {"plain", "last"} and min(rates.values()) > 0
+    assert len(built) == 4  # two feeds, two rounds
+    seen_formats = [m[0].weight.is_contiguous(memory_format=torch.channels_last) for m in built]
+    assert seen_formats == [False, True, False, True]

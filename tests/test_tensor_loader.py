@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_utils import loaders
-from cifar_utils.data import ImageSet
+from cifar_utils import data, loaders
+from cifar_utils.data import ImageSet, Splits
 from cifar_utils.tensor_loader import TensorLoader, random_crop
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -90,27 +90,49 @@ def test_tensor_path_draws_the_augmentations_torchvision_draws():
         assert abs(np.mean(a) - np.mean(b)) < 0.2 * max(1.0, np.std(b))
 
 
-def test_shuffle_is_seeded():
-    images = ImageSet(np.zeros((40, 32, 32, 3), np.uint8), np.arange(40))
-    first = [y for _, y in TensorLoader(images, 10, MEAN, STD, shuffle=True, seed=5)]
-    again = [y for _, y in TensorLoader(images, 10, MEAN, STD, shuffle=True, seed=5)]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
-    assert sorted(torch.cat(first).tolist()) == list(range(40))
+def test_shuffle_and_augmentation_follow_the_global_seed_like_a_dataloader():
+    images = ImageSet(np.repeat(position_image()[None], 40, 0), np.arange(40))
+    loader = TensorLoader(images, 10, MEAN, STD, shuffle=True, augment=True)
+
+    def one_pass(seed):
+        torch.manual_seed(seed)
+        return [(x, y) for x, y in loader]
+
+    first, again, other = one_pass(5), one_pass(5), one_pass(6)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert not all(torch.equal(a[1], b[1]) for a, b in zip(first, other))
+    assert sorted(torch.cat([y for _, y in first]).tolist()) == list(range(40))
+
+
+def test_evaluation_draws_nothing_from_the_global_stream():
+    images = ImageSet(np.zeros((8, 32, 32, 3), np.uint8), np.arange(8))
+    torch.manual_seed(0)
+    list(TensorLoader(images, 4, MEAN, STD))
+    drawn = torch.rand(2)
+    torch.manual_seed(0)
+    assert torch.equal(drawn, torch.rand(2))
 
 
 @pytest.mark.parametrize("pipeline", loaders.PIPELINES)
 def test_make_loaders_gives_the_same_kind_of_batch(pipeline):
     rng = np.random.default_rng(2)
     images = ImageSet(rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), np.arange(40) % 10)
-    dl = loaders.make_loaders(images, images, images, 16, torch.device("cpu"), MEAN, STD,
+    dl = loaders.make_loaders(Splits(images, images, images), 16, torch.device("cpu"),
                               pipeline=pipeline, num_workers=0)
     x, y = next(iter(dl.train))
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert len(dl.train) == 2 and len(dl.test) == 3  # train drops the ragged last batch
+    assert dl.train_images == 40 and dl.batch_size == 16
+    assert np.allclose(dl.mean, data.channel_stats(images.images)[0])  # the training split's own
+
+
+def test_normalise_one_image_as_the_eval_pipeline_does():
+    image = position_image()
+    expected = loaders.eval_transforms(MEAN, STD)(Image.fromarray(image))[None]
+    assert torch.allclose(loaders.normalise(image, MEAN, STD), expected, atol=1e-6)
 
 
 def test_unknown_pipeline_is_refused():
     images = ImageSet(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int))
     with pytest.raises(ValueError, match="Unknown pipeline 'pil'"):
-        loaders.make_loaders(images, images, images, 2, torch.device("cpu"), MEAN, STD,
-                             pipeline="pil")
+        loaders.make_loaders(Splits(images, images, images), 2, torch.device("cpu"), pipeline="pil")

@@ -15,16 +15,14 @@ def sample_split():
     return data.split(cifar, 0.1, seed=0, train_size=1000, test_size=200)
 
 
-def tiny_loaders(split, batch_size=50, augment=False):
-    train, val, test = split
-    mean, std = data.channel_stats(train.images)
-    return loaders.make_loaders(train, val, test, batch_size, CPU, mean, std, augment=augment)
+def tiny_loaders(splits, batch_size=50, augment=False):
+    return loaders.make_loaders(splits, batch_size, CPU, augment=augment)
 
 
 def test_one_batch_overfits(sample_split):
     torch.manual_seed(0)
-    batch = sample_split[0].take(np.arange(32))
-    dl = tiny_loaders((batch, batch, batch), batch_size=32)
+    batch = sample_split.train.take(np.arange(32))
+    dl = tiny_loaders(data.Splits(batch, batch, batch), batch_size=32)
     model = models.build("simple_cnn", 10, dropout=0.0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     history = train.fit(model, dl.train, dl.val, epochs=60, optimizer=optimizer, device=CPU,
@@ -49,8 +47,7 @@ def run_twice(sample_split, seed):
     weights = []
     for _ in range(2):
         torch.manual_seed(seed)
-        dl = loaders.make_loaders(*sample_split[:2], sample_split[2], 50, CPU, (0.5,) * 3,
-                                  (0.25,) * 3, augment=True, seed=seed)
+        dl = loaders.make_loaders(sample_split, 50, CPU, augment=True, mean=(0.5,) * 3, std=(0.25,) * 3)
         model = models.build("simple_cnn", 10)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         train.fit(model, dl.train, dl.val, epochs=1, optimizer=optimizer, device=CPU,
@@ -95,10 +92,10 @@ def linear_setup(n=64, lr=0.1):
 
 
 def test_callbacks_run_in_order_and_one_cycle_shapes_the_rate():
-    model, batches, opt = linear_setup(n=256)
+    model, batches, opt = linear_setup(n=256, lr=1.0)
     rec = Recorder()
     train.fit(model, batches, batches, epochs=2, optimizer=opt, device=CPU,
-              callbacks=[callbacks.OneCycle(1.0, pct_start=0.25), rec], show_progress=False)
+              callbacks=[callbacks.OneCycle(pct_start=0.25), rec], show_progress=False)
     assert rec.calls == ["fit_start", "epoch_start 1", "epoch_end 1", "epoch_start 2",
                          "epoch_end 2", "fit_end"]
     peak = int(np.argmax(rec.lrs))
@@ -106,11 +103,24 @@ def test_callbacks_run_in_order_and_one_cycle_shapes_the_rate():
     assert rec.lrs[-1] < 0.01
 
 
+def test_one_cycle_peaks_at_each_groups_own_rate():
+    model = models.build("logistic_regression", 10)
+    opt = torch.optim.SGD([{"params": [model.linear.weight], "lr": 0.5},
+                           {"params": [model.linear.bias], "lr": 0.05}], momentum=0.9)
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 64, 8)]
+    monitor = callbacks.LRMonitor()
+    train.fit(model, batches, batches[:1], epochs=2, optimizer=opt, device=CPU,
+              callbacks=[callbacks.OneCycle(), monitor], show_progress=False)
+    peaks = np.max(np.asarray(monitor.lrs), axis=0)
+    assert peaks == pytest.approx([0.5, 0.05], rel=0.05)
+
+
 def test_one_cycle_restarts_with_a_fresh_warm_up_after_the_given_epoch():
     model, batches, opt = linear_setup(n=256)  # 16 steps per epoch
     rec = Recorder()
     train.fit(model, batches, batches, epochs=4, optimizer=opt, device=CPU,
-              callbacks=[callbacks.OneCycle(1.0, restart_after=1), rec], show_progress=False)
+              callbacks=[callbacks.OneCycle(max_lr=1.0, restart_after=1), rec], show_progress=False)
     first, second = rec.lrs[:16], rec.lrs[16:]  # rates after each step: epoch 1, epochs 2-4
     assert len(second) == 48
     for cycle in (first, second):
@@ -162,6 +172,46 @@ def test_checkpoint_keeps_and_restores_the_best_epoch(tmp_path):
     assert stored["val_loss"] == pytest.approx(best.best)
     for key, value in model.state_dict().items():  # the model ends with the best weights
         assert torch.equal(value, saved[best_epoch][key])
+
+
+def test_a_checkpoint_save_interrupted_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "best.pt"
+    callbacks.save_checkpoint(path, {"model": {"w": torch.ones(3)}, "epoch": 1})
+    before = path.read_bytes()
+
+    def interrupted(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # a kernel restart or a timeout in the middle of torch.save
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        callbacks.save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "epoch": 2})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["best.pt"]
+    assert callbacks.load_checkpoint(path)["epoch"] == 1
+
+
+def test_a_damaged_or_foreign_checkpoint_is_not_reused_and_says_why(tmp_path):
+    expected = {"dataset": "cifar10", "profile": "laptop"}
+    path = tmp_path / "teacher.pt"
+    assert callbacks.reusable_checkpoint(path, expected) == (None, f"there is no checkpoint at {path}")
+    path.write_bytes(b"")
+    saved, why = callbacks.reusable_checkpoint(path, expected)
+    assert saved is None and f"{path} is damaged" in why
+    callbacks.save_checkpoint(path, {"model": {}, "dataset": "cifar10", "profile": "smoke"})
+    saved, why = callbacks.reusable_checkpoint(path, expected)
+    assert saved is None and "made for another profile (profile='smoke')" in why
+    callbacks.save_checkpoint(path, {"model": {}, **expected})
+    assert callbacks.reusable_checkpoint(path, expected)[0]["profile"] == "laptop"
+
+
+def test_count_trainable_sees_freezing_epoch_by_epoch():
+    _, batches, _ = linear_setup()
+    body, head = torch.nn.Linear(3072, 8), torch.nn.Linear(8, 10)
+    model = torch.nn.Sequential(torch.nn.Flatten(), body, head)
+    count = callbacks.CountTrainable()
+    train.fit(model, batches, batches, epochs=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+              device=CPU, callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=2), count],
+              show_progress=False)
+    assert count.per_epoch == {1: 8 * 10 + 10, 2: 8 * 10 + 10, 3: 3072 * 8 + 8 + 8 * 10 + 10}
 
 
 def test_train_seconds_adds_epochs():

@@ -1,7 +1,7 @@
 """Student versions of the course notebooks, and a grader for what students hand in.
 
-    python -m cifar_utils.assignments generate --out student/
-    python -m cifar_utils.assignments grade submissions/*.ipynb --csv grades.csv --json grades.json
+    python -m cifar_utils.course generate --out student/
+    python -m cifar_utils.course grade submissions/*.ipynb --csv grades.csv --json grades.json
 
 Exercises use nbgrader's conventions, so a teacher who uses nbgrader can take the notebooks
 as they are: a solution cell (metadata nbgrader.solution) holds the answer between
@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+
+from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
@@ -108,11 +110,11 @@ def grade_one(path: Path, notebook_timeout: float, cell_timeout: float) -> list[
         work_dir = Path(work)
         source, target = work_dir / "submitted.ipynb", work_dir / "graded.ipynb"
         nbformat.write(original, source)
-        env = {**os.environ, "CIFAR_COURSE_PROFILE": "smoke", "CIFAR_COURSE_PLAIN_PROGRESS": "1",
-               "CIFAR_RESULTS_DIR": str(work_dir / "results"), "MPLBACKEND": "Agg"}
+        env = {**os.environ, PROFILE_ENV: "smoke", PLAIN_PROGRESS_ENV: "1",
+               RESULTS_ENV: str(work_dir / "results"), "MPLBACKEND": "Agg"}
         crashed = ""
         try:
-            subprocess.run([sys.executable, "-m", "cifar_utils.assignments", "_execute",
+            subprocess.run([sys.executable, "-m", "cifar_utils.course.assignments", "_execute",
                             str(source), str(target), str(cell_timeout)],
                            cwd=work_dir, env=env, timeout=notebook_timeout,
                            capture_output=True, text=True, check=True)
@@ -160,7 +162,7 @@ def print_table(records: list[dict]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.assignments", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="write student versions of the notebooks")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
 
-from . import results
+from .. import plots, results
 
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),
            ("params", "parameters"), ("pretrained_loaded", "ImageNet weights"),
-           ("flops", "FLOPs"), ("epochs", "epochs"),
+           ("flops", "FLOPs"), ("epochs", "epochs"), ("train_images", "train images"),
            ("train_seconds", "train s"), ("test_top1", "test top-1"), ("test_top5", "test top-5")]
 
 
@@ -47,7 +47,7 @@ def _cell(key: str, value) -> str:
         return f"{value:.1%}"
     if key == "pretrained_loaded":
         return "loaded" if value else "missing"
-    if key == "params":
+    if key in ("params", "train_images"):
         return f"{value:,}"
     if key == "flops":
         return f"{value / 1e6:,.1f} M"
@@ -65,20 +65,13 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
     if trained:
         fig = Figure(figsize=(12, 4.5))
         axes = fig.subplots(1, 2)
-        for ax, key, label in ((axes[0], "params", "parameters"),
-                               (axes[1], "train_seconds", "training time (s)")):
-            for i, nb in enumerate(sorted({r["notebook"] for r in trained})):
-                mine = [r for r in trained if r["notebook"] == nb]
-                ax.scatter([r[key] for r in mine], [r["test_top1"] for r in mine],
-                           color=f"C{i}", label=nb)
-                for r in mine:
-                    ax.annotate(r["name"], (r[key], r["test_top1"]), fontsize=7, color=f"C{i}",
-                                xytext=(4, 3), textcoords="offset points")
-            ax.set_xscale("log")
-            ax.set_xlabel(f"{label} (log scale)")
-            ax.set_ylabel("test top-1")
-            ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
+        plots.accuracy_against_cost(trained, "params", group="notebook", ax=axes[0])
+        plots.accuracy_against_cost(trained, "train_seconds", group="notebook", ax=axes[1])
+        axes[1].get_legend().remove()
+        budgets = {(r["epochs"], r["train_images"]) for r in trained}
+        if len(budgets) > 1:
+            axes[1].set_title("runs with different budgets (epochs x images): compare with care",
+                              fontsize=9)
         fig.tight_layout()
         figures.append(("Accuracy against size and training time", out / "accuracy.png"))
         fig.savefig(figures[-1][1], dpi=110)

@@ -1,13 +1,13 @@
 """Benchmark the input paths against the compute ceiling, for every model of the course.
 
-    python -m cifar_utils.bench                      # every model, on the device it finds
-    python -m cifar_utils.bench --quick --out b.json # under a minute on 2 CPU cores
-    python -m cifar_utils.bench --time-to-accuracy --data-dir DATA   # ResNet18 to 90.5%
+    python -m cifar_utils.course bench                      # every model, on the device it finds
+    python -m cifar_utils.course bench --quick --out b.json # under a minute on 2 CPU cores
+    python -m cifar_utils.course bench --time-to-accuracy --data-dir DATA   # ResNet18 to 90.5%
 
 Three ways to feed the same training step, measured in one run:
   tutorial: a DataLoader with PIL transforms, fp32, channels-first (the usual tutorial code);
-  course:   the tensor path (uint8 data on the device, batched crop/flip), in the precision
-            and memory layout that measure fastest for the model here;
+  course:   the tensor path (uint8 data on the device, batched crop/flip), in the compute
+            format (precision and memory layout) that measures fastest for the model here;
   ceiling:  the course's step on one batch already on the device (no input work at all).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import callbacks, data, loaders, metrics, models, settings, speed, train
+from .. import data, loaders, metrics, models, precision, recipe, settings, speed, train
 
 # model -> (input side in pixels, batch size on CUDA)
 MODELS = {"logistic_regression": (32, 512), "simple_cnn": (32, 512), "resnet18_cifar": (32, 512),
@@ -29,52 +29,41 @@ MODELS = {"logistic_regression": (32, 512), "simple_cnn": (32, 512), "resnet18_c
 QUICK_MODELS = ("logistic_regression", "simple_cnn")
 
 
-def _model(name: str, num_classes: int, device: torch.device) -> torch.nn.Module:
+def _model(name: str, num_classes: int) -> torch.nn.Module:
     size = MODELS[name][0]
     model = models.build(name, num_classes)
-    return (models.Upsampled(model, size) if size != 32 else model).to(device)
+    return models.Upsampled(model, size) if size != 32 else model
 
 
 def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, batch_size: int,
                   steps: int, workers: int, repeats: int = 3) -> dict:
     """Images per second of one model through the tutorial path, the course path, the ceiling.
 
-    The course path and the ceiling train in the precision and layout that measure fastest
-    here (speed.measure, as the notebooks' speed.choose; every candidate's rate is reported);
-    the tutorial path in fp32, channels-first. Each path is measured `repeats` times, taking turns, and the best run
-    counts: a run is slowed by whatever else the machine does, never sped up.
+    The course path and the ceiling train in the compute format that measures fastest here
+    (speed.measure; every format's rate is reported), the tutorial path in fp32,
+    channels-first. The paths take turns `repeats` times and the best of each counts: a run is
+    slowed by whatever else the machine does, never sped up.
     """
-    mean, std = data.channel_stats(train_set.images)
-    course = loaders.make_loaders(train_set, train_set, train_set, batch_size, device, mean, std,
-                                  pipeline="tensor").train
+    splits = data.Splits(train_set, train_set, train_set)
+    course = loaders.make_loaders(splits, batch_size, device).train
     one_batch = next(iter(course))
-    setup_rates = speed.measure(_model(name, 10, device), one_batch, device, steps=max(2, steps // 5))
-    setup = max(setup_rates, key=setup_rates.get)
+    format_rates = speed.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5))
+    fastest = max(format_rates, key=format_rates.get)
 
-    def course_model():
-        return setup.apply(_model(name, 10, device))
+    def tutorial():  # fresh workers each time, shut down afterwards: they never compete
+        mean, std = data.channel_stats(train_set.images)
+        return _cycle(loaders.torchvision_loader(
+            train_set, batch_size, loaders.train_transforms(mean, std), shuffle=True,
+            num_workers=workers, device=device, drop_last=True, persistent=False))
 
-    paths = {
-        "ceiling": lambda: speed.throughput(course_model(), speed.repeat(one_batch), steps, device,
-                                            setup.amp_dtype),
-        "course": lambda: speed.throughput(course_model(), _cycle(course), steps, device,
-                                           setup.amp_dtype),
-        # fresh workers each time, shut down afterwards, so they never compete with the others
-        "tutorial": lambda: speed.throughput(speed.PLAIN.apply(_model(name, 10, device)), _cycle(
-            loaders.torchvision_loader(train_set, batch_size, loaders.train_transforms(mean, std),
-                                       shuffle=True, num_workers=workers, device=device,
-                                       drop_last=True, persistent=False)), steps, device,
-            speed.PLAIN.amp_dtype),
-    }
-    result = {"batch_size": batch_size, "setup": setup.name,
-              "setups": {s.name: rate for s, rate in setup_rates.items()},
-              **{path: 0.0 for path in paths}}
-    for _ in range(repeats):
-        for path, run in paths.items():
-            result[path] = max(result[path], run())
-    result["course_over_ceiling"] = result["course"] / result["ceiling"]
-    result["course_over_tutorial"] = result["course"] / result["tutorial"]
-    return result
+    rates = speed.compare_feeds(lambda: _model(name, 10), {
+        "ceiling": (fastest, lambda: speed.repeat(one_batch)),
+        "course": (fastest, lambda: _cycle(course)),
+        "tutorial": (precision.PLAIN, tutorial)}, device, steps, rounds=repeats)
+    return {"batch_size": batch_size, "compute_format": fastest.name,
+            "formats": {f.name: rate for f, rate in format_rates.items()}, **rates,
+            "course_over_ceiling": rates["course"] / rates["ceiling"],
+            "course_over_tutorial": rates["course"] / rates["tutorial"]}
 
 
 def _cycle(loader) -> Iterable:
@@ -99,54 +88,38 @@ def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
             "seconds_to_target": min(times) if times else None, "runs": runs}
 
 
+class StopAtTarget(train.Callback):
+    """Score the test set after each epoch (outside the clock); stop once it reaches `target`."""
+
+    def __init__(self, test_loader, device: torch.device, target: float, flip_tta: bool):
+        self.test_loader, self.device, self.target, self.flip_tta = test_loader, device, target, flip_tta
+        self.reached_at: float | None = None  # seconds of training when the target was reached
+
+    def on_epoch_end(self, state: train.FitState) -> None:
+        top1 = metrics.evaluate(state.model, self.test_loader, self.device,
+                                flip_tta=self.flip_tta)["top1"]
+        state.history[-1]["test_top1"] = top1
+        if top1 >= self.target and self.reached_at is None:
+            self.reached_at = train.train_seconds(state.history)
+            state.stop = True
+
+
 def _train_to_target(cifar: data.CifarData, device: torch.device, target: float, epochs: int,
                      batch_size: int, flip_tta: bool) -> dict:
-    """Train the CIFAR ResNet18 with the course's one-cycle SGD for `epochs` on all 50,000 images.
-
-    The test set is scored after each epoch (outside the clock), with test-time flip averaging
-    if asked (reported as such); training stops when it reaches the target.
-    """
-    settings.seed_everything(0)
-    train_set, test_set = cifar.train, cifar.test
-    mean, std = data.channel_stats(train_set.images)
-    dl = loaders.make_loaders(train_set, test_set, test_set, batch_size, device, mean, std)
-    model = _model("resnet18_cifar", cifar.num_classes, device)
-    setup = speed.choose(model, batch_size, device)
-    setup.apply(model)
-    lr = 0.1 * (batch_size / 128) ** 0.5
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
-    reached = {}
-
-    class StopAtTarget(train.Callback):
-        def on_epoch_end(self, state):
-            top1 = _test_top1(model, dl.test, device, setup.amp_dtype, flip_tta)
-            state.history[-1]["test_top1"] = top1
-            if top1 >= target and not reached:
-                reached.update(epoch=state.epoch, seconds=train.train_seconds(state.history))
-                state.stop = True
-
-    history = train.fit(model, dl.train, dl.val, epochs=epochs, optimizer=optimizer,
-                        device=device, callbacks=[callbacks.OneCycle(lr), StopAtTarget()],
-                        amp_dtype=setup.amp_dtype, desc=f"{epochs}-epoch budget")
-    return {"epoch_budget": epochs, "setup": setup.name, "reached": bool(reached),
-            "epochs_run": len(history), "train_seconds": train.train_seconds(history),
-            "seconds_to_target": reached.get("seconds"),
-            "best_test_top1": max(r["test_top1"] for r in history),
-            "test_top1_by_epoch": [round(r["test_top1"], 4) for r in history]}
-
-
-@torch.no_grad()
-def _test_top1(model, loader, device, amp_dtype, flip_tta: bool) -> float:
-    logits, labels = metrics.predict(model, loader, device, amp_dtype)
-    if flip_tta:
-        flipped = metrics.predict(model, ((x.flip(3), y) for x, y in loader), device, amp_dtype)[0]
-        logits = logits + flipped
-    return (logits.argmax(1) == labels).float().mean().item()
+    """Train the CIFAR ResNet18 with the course's recipe for `epochs` on all 50,000 images."""
+    dl = loaders.make_loaders(data.Splits(cifar.train, cifar.test, cifar.test), batch_size, device)
+    stop = StopAtTarget(dl.test, device, target, flip_tta)
+    run = recipe.train(f"{epochs}-epoch budget", _model("resnet18_cifar", cifar.num_classes), dl,
+                       epochs=epochs, lr=0.1, device=device, seed=0, callbacks=[stop])
+    return {"epoch_budget": epochs, "compute_format": run.compute_format.name,
+            "reached": stop.reached_at is not None, "epochs_run": run.epochs,
+            "train_seconds": run.train_seconds, "seconds_to_target": stop.reached_at,
+            "best_test_top1": max(r["test_top1"] for r in run.history),
+            "test_top1_by_epoch": [round(r["test_top1"], 4) for r in run.history]}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="logistic regression and SimpleCNN, few steps (CI, a laptop)")
@@ -180,14 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{report['device']} ({device.type}), torch {torch.__version__}, best of {args.repeats} "
           f"runs of {steps} timed steps, {args.workers} DataLoader workers for the tutorial path")
     print(f"{'model':<20}{'batch':>6}{'tutorial':>11}{'course':>10}{'ceiling':>10}"
-          f"{'course/ceiling':>16}{'course/tutorial':>17}   course setup (images/s)")
+          f"{'course/ceiling':>16}{'course/tutorial':>17}   course format")
     for name in names:
         batch = args.batch_size or (MODELS[name][1] if cuda else 128)
         r = compare_paths(name, cifar.train, device, batch, steps, args.workers, args.repeats)
         report["models"][name] = r
         print(f"{name:<20}{batch:>6}{r['tutorial']:>11,.0f}{r['course']:>10,.0f}"
               f"{r['ceiling']:>10,.0f}{r['course_over_ceiling']:>16.2f}"
-              f"{r['course_over_tutorial']:>17.2f}   {r['setup']}", flush=True)
+              f"{r['course_over_tutorial']:>17.2f}   {r['compute_format']}", flush=True)
     if args.time_to_accuracy:
         tta = time_to_accuracy(cifar, device, args.target, args.epochs, 1024 if cuda else 128)
         report["time_to_accuracy"] = tta

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import sys
@@ -16,9 +17,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES
 from . import report
-from .settings import DATASETS, DEVICES, PROFILES
-from .train import PLAIN_PROGRESS_ENV
 
 STATE_FILE = "run.json"
 # Checked beyond their type: the stable parameters whose values come from a fixed list.
@@ -119,6 +119,21 @@ def _save_state(out: Path, state: dict) -> None:
     (out / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send everything written to standard error (by this process or a kernel it starts) to a file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False,
         timeout: float | None = None) -> int:
     """Execute the notebooks in order into `out`; return the number that failed."""
@@ -141,10 +156,12 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
             print(f"{label}: note: {dependency[1]}")
         print(f"{label}: running ({time.perf_counter() - start:.0f} s into the run)", flush=True)
         began = time.perf_counter()
+        log = out / f"{nb.stem}.log"
         try:
-            papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
-                                       kernel_name="python3", progress_bar=True,
-                                       cwd=os.getcwd(), execution_timeout=timeout)
+            with _stderr_to(log):  # the kernel's warnings and papermill's own chatter
+                papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
+                                           kernel_name="python3", progress_bar=False,
+                                           cwd=os.getcwd(), execution_timeout=timeout)
         except papermill.PapermillExecutionError as err:
             failed[nb.stem] = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
             print(f"{label}: FAILED in cell {err.exec_count} ({err.ename}: {err.evalue}); "
@@ -152,7 +169,9 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
             continue
         except Exception as err:  # a dead kernel, a timeout: name it, go on with the rest
             failed[nb.stem] = f"{type(err).__name__}: {err}"
-            print(f"{label}: FAILED ({type(err).__name__}: {err})", flush=True)
+            tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
+            print(f"{label}: FAILED ({type(err).__name__}: {err}); the kernel's last words "
+                  f"({log}):\n    " + "\n    ".join(tail), flush=True)
             continue
         state["done"][nb.stem] = params
         _save_state(out, state)

@@ -1,0 +1,11 @@
+"""The tooling around the course, not part of its lessons: one command for all of it.
+
+    python -m cifar_utils.course run      # every notebook headless (papermill), then the report
+    python -m cifar_utils.course report   # rebuild a run folder's report
+    python -m cifar_utils.course generate # student versions of the notebooks
+    python -m cifar_utils.course grade    # grade what students hand in
+    python -m cifar_utils.course bench    # the input paths against the compute ceiling
+
+Modules: runner (and report) run the course; assignments makes and grades exercises; bench
+measures speed.
+"""
