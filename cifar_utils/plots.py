@@ -34,7 +34,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
     """One row per class: the first `per_class` images of each, labelled on the left."""
     rows = [images[labels == c][:per_class] for c in range(len(classes))]
     ax = _axes(ax, figsize=(per_class * 0.9, len(classes) * 0.9))
-    ax.imshow(_tile(np.concatenate(rows), per_class))
+    ax.imshow(_tile(np.concatenate(rows), per_class), interpolation="nearest")  # real pixels
     step = images.shape[1] + 2
     ax.set_yticks([step * i + images.shape[1] / 2 for i in range(len(classes))], classes)
     ax.set_xticks([])
@@ -54,7 +54,7 @@ def augmentation_preview(image: np.ndarray, augmentations: dict, n: int = 6, see
         rows.append([image] + [np.asarray(transform(pil)) for _ in range(n)])
         names.append(name)
     ax = _axes(ax, figsize=((n + 1) * 1.0, len(rows) * 1.0))
-    ax.imshow(_tile(np.array([img for row in rows for img in row]), n + 1))
+    ax.imshow(_tile(np.array([img for row in rows for img in row]), n + 1), interpolation="nearest")
     step = image.shape[0] + 2
     ax.set_yticks([step * i + image.shape[0] / 2 for i in range(len(rows))], names)
     ax.set_xticks([image.shape[1] / 2], ["original"])
@@ -198,7 +198,7 @@ def class_templates(weight: torch.Tensor, classes: Sequence[str], ax=None):
     low, high = w.amin(dim=(1, 2, 3), keepdim=True), w.amax(dim=(1, 2, 3), keepdim=True)
     images = ((w - low) / (high - low) * 255).byte().permute(0, 2, 3, 1).numpy()
     ax = _axes(ax, figsize=(12, 1.8))
-    ax.imshow(_tile(images, len(images)))
+    ax.imshow(_tile(images, len(images)), interpolation="nearest")
     ax.set_xticks([34 * i + 16 for i in range(len(images))], classes[:len(images)], fontsize=8)
     ax.set_yticks([])
     return ax

