@@ -182,10 +182,10 @@ def _run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, bwrap:
     try:
         output, _ = process.communicate(timeout=limits.notebook_seconds)
     except subprocess.TimeoutExpired:
-        _kill_tree(process)
         return f"the notebook ran past its {limits.notebook_seconds:.0f} s limit"
     finally:
-        _kill_tree(process)  # a kernel left behind by a crash goes too
+        if process.poll() is None:  # still running (a time-out, an interrupt): it and its kernel go
+            _kill_tree(process)
     if process.returncode:
         last = output.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
         return f"the run failed: {last[0]}"
@@ -193,7 +193,11 @@ def _run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, bwrap:
 
 
 def _kill_tree(process: subprocess.Popen) -> None:
-    """Kill a child and everything it started, its own session included."""
+    """Kill a running child and everything it started, its kernel's own session included.
+
+    In the sandbox the PID namespace dies with its first process anyway; without one, the
+    kernel that papermill started in a session of its own would outlive a plain kill.
+    """
     import psutil
 
     try:
