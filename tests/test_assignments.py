@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -151,6 +152,7 @@ def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatc
     canary.mkdir(parents=True)
     (canary / "keep.txt").write_text("teacher's file")
     monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     course = tiny_course(tmp_path / "course")
     vandal = submit(course, tmp_path / "subs" / "eve", solution=(
         "import pathlib, shutil\n"
@@ -160,6 +162,7 @@ def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatc
         f"pathlib.Path({str(tmp_path / 'planted.txt')!r}).write_text('gotcha')\n" + SOLUTION))
     record = grade_tiny(course, [vandal])[0]
     assert not record["passed"] and record["points"] == 0
+    assert "Read-only file system" in record["message"]  # it ran, and the sandbox refused
     assert (canary / "keep.txt").read_text() == "teacher's file"
     assert not (tmp_path / "planted.txt").exists()
 
@@ -167,6 +170,7 @@ def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatc
 @needs_sandbox
 def test_one_submission_cannot_read_another_graded_beside_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # where the work folders are made
+    monkeypatch.setattr(tempfile, "tempdir", None)
     (tmp_path / "scratch").mkdir()
     other = tmp_path / "scratch" / "grade-other"
     other.mkdir()

@@ -170,7 +170,9 @@ def sandbox_command(bwrap: str, work: Path, argv: list[str]) -> list[str]:
     """
     read_only = [arg for path in _needed_paths() for arg in ("--ro-bind", path, path)]
     return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            *read_only, "--bind", str(work), str(work), "--chdir", str(work), "--unshare-net",
+            *read_only, "--bind", str(work), str(work),
+            "--remount-ro", "/tmp",  # a write outside `work` fails, as it does everywhere else
+            "--chdir", str(work), "--unshare-net",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
             "--", *argv]
 
@@ -268,6 +270,10 @@ def _child_env(work: Path, threads: int) -> dict:
                          ("XDG_CACHE_HOME", "cache")):
         (work / folder).mkdir()
         env[name] = str(work / folder)
+    # torch writes its compiler cache under /tmp, and importing it puts that path in our own
+    # environment: the run's caches belong in its folder like the rest
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "cache" / "torchinductor")
+    env["TRITON_CACHE_DIR"] = str(work / "cache" / "triton")
     return env
 
 
