@@ -277,10 +277,9 @@ def _child_env(work: Path, threads: int) -> dict:
     return env
 
 
-def grade_one(student: str, path: Path, source_dir: Path, limits: Limits,
-              bwrap: str | None, threads: int = 1) -> list[dict]:
-    """Grade one submission in a sandboxed folder and process of its own: a record per exercise."""
-    source = nbformat.read(course_version(path, source_dir), as_version=4)
+def grade_one(student: str, path: Path, source, limits: Limits, bwrap: str | None,
+              threads: int = 1) -> list[dict]:
+    """Grade one submission against `source`, its course notebook, in a sandbox: a record per exercise."""
     try:
         submitted = nbformat.read(path, as_version=4)
     except Exception as err:  # not JSON, not a notebook: nothing of it can run
@@ -350,14 +349,15 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     if sandbox and bwrap is None:
         raise SystemExit(NO_SANDBOX)
     work = submissions(paths)
-    for _, path in work:  # a missing course notebook is said before anything runs
-        course_version(path, source_dir)
+    # each course notebook read once; a missing one is said before anything runs
+    sources = {path.name: nbformat.read(course_version(path, source_dir), as_version=4)
+               for _, path in work}
     records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     jobs = jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared out between the runs
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, student, path, source_dir, limits, bwrap, threads): i
+        futures = {pool.submit(grade_one, student, path, sources[path.name], limits, bwrap, threads): i
                    for i, (student, path) in enumerate(work)}
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]

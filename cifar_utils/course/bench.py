@@ -45,15 +45,15 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
     slowed by whatever else the machine does, never sped up.
     """
     splits = data.Splits(train_set, train_set, train_set)
-    course = loaders.make_loaders(splits, batch_size, device).train
+    batches = loaders.make_loaders(splits, batch_size, device)  # statistics computed once
+    course = batches.train
     one_batch = next(iter(course))
     format_rates = speed.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5))
     fastest = max(format_rates, key=format_rates.get)
 
     def tutorial():  # fresh workers each time, shut down afterwards: they never compete
-        mean, std = data.channel_stats(train_set.images)
         return _cycle(loaders.torchvision_loader(
-            train_set, batch_size, loaders.train_transforms(mean, std), shuffle=True,
+            train_set, batch_size, loaders.train_transforms(batches.mean, batches.std), shuffle=True,
             num_workers=workers, device=device, drop_last=True, persistent=False))
 
     rates = speed.compare_feeds(lambda: _model(name, 10), {
