@@ -9,7 +9,7 @@ PACKAGE = Path(cifar_utils.__file__).parent
 # bottom to top; the order __init__'s docstring explains
 LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "precision", "speed", "metrics",
           "losses", "train", "callbacks", "recipe", "results", "plots",
-          "course.report", "course.runner", "course.assignments", "course.bench", "course.__main__"]
+          "course._child", "course.report", "course.runner", "course.assignments", "course.bench", "course.__main__"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\"
 STUDENT_PROFILE = 'PROFILE = "laptop"   # auto | smoke | laptop | full (laptop: minutes on a CPU)'
 # the course's own notebooks: beside the package in a clone, else ./notebooks
 _REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+CHILD = Path(__file__).with_name("_child.py")  # runs each submission, inside the sandbox
 COURSE_NOTEBOOKS = _REPOSITORY_NOTEBOOKS if _REPOSITORY_NOTEBOOKS.is_dir() else Path("notebooks")
 
 
@@ -227,21 +227,6 @@ def _kill_tree(process: subprocess.Popen) -> None:
 
 # --- grading ---------------------------------------------------------------------------------
 
-def _execute(source: Path, target: Path, cell_timeout: float, memory_bytes: int) -> None:
-    """Run one notebook, keeping going past errors (the grader's child process, in the sandbox)."""
-    import papermill
-
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))  # the kernel inherits it
-    try:
-        papermill.execute_notebook(str(source), str(target), kernel_name="python3",
-                                   parameters={"PROFILE": "smoke", "RESULTS_DIR": "results"},
-                                   progress_bar=False, execution_timeout=cell_timeout,
-                                   allow_errors=True, interrupt_on_timeout=True,
-                                   cwd=str(target.parent))
-    except papermill.PapermillExecutionError:
-        pass  # errors are the grader's to read from the executed notebook
-
-
 def _check_outcome(cell) -> tuple[bool, str]:
     """Whether a check cell passed, and its message."""
     if cell.get("execution_count") is None and not cell.get("outputs"):
@@ -290,8 +275,8 @@ def grade_one(student: str, path: Path, source, limits: Limits, bwrap: str | Non
         notebook, executed = work / "submitted.ipynb", work / "graded.ipynb"
         nbformat.write(to_run, notebook)
         crashed = _run_isolated(
-            [sys.executable, "-m", "cifar_utils.course.assignments", "_execute", str(notebook),
-             str(executed), str(limits.cell_seconds), str(limits.memory_bytes)],
+            [sys.executable, str(CHILD), str(notebook), str(executed), str(limits.cell_seconds),
+             str(limits.memory_bytes)],
             work, _child_env(work, threads), limits, bwrap)
         graded = nbformat.read(executed, as_version=4) if executed.exists() else None
     return score(student, path.name, source, graded, problems, crashed)
@@ -411,16 +396,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="run submissions without a sandbox (only for code you trust)")
     grd.add_argument("--csv", type=Path, help="write the gradebook (a row per student) as CSV here")
     grd.add_argument("--json", type=Path, help="write one record per exercise as JSON here")
-    run = commands.add_parser("_execute")  # the grader's child process
-    run.add_argument("source", type=Path)
-    run.add_argument("target", type=Path)
-    run.add_argument("cell_timeout", type=float)
-    run.add_argument("memory_bytes", type=int)
     args = parser.parse_args(argv)
 
-    if args.command == "_execute":
-        _execute(args.source, args.target, args.cell_timeout, args.memory_bytes)
-        return 0
     if args.command == "generate":
         notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
         for path in generate(notebooks, args.out):
