@@ -18,6 +18,11 @@ def _axes(ax, figsize=(6, 4)):
     return ax
 
 
+def legend_beside(ax, fontsize: int | None = None):
+    """The legend right of the axes, where it covers no data."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=fontsize)
+
+
 def _tile(images: np.ndarray, ncols: int, gap: int = 2) -> np.ndarray:
     """Lay (N, H, W, 3) uint8 images out in a grid with white gaps: (rows*H', cols*W', 3)."""
     n, h, w, _ = images.shape
@@ -77,7 +82,7 @@ def learning_curves(history: list[dict], metric: str = "top1", label: str = "", 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
-    ax.legend()
+    legend_beside(ax)
     ax.grid(alpha=0.3)
     return ax
 
@@ -104,7 +109,7 @@ def _grouped_bars(values: dict[str, np.ndarray], classes: Sequence[str], ylabel:
         ax.bar(x + (i - (len(values) - 1) / 2) * width, v, width, label=name)
     ax.set_xticks(x, classes, rotation=45, ha="right")
     ax.set_ylabel(ylabel)
-    ax.legend()
+    legend_beside(ax)
     ax.grid(axis="y", alpha=0.3)
     return ax
 
@@ -161,7 +166,7 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
     ax.set_ylabel("test top-1")
     ax.grid(alpha=0.3)
     if group:
-        ax.legend(fontsize=8)
+        legend_beside(ax, fontsize=8)
     return ax
 
 
@@ -177,7 +182,7 @@ def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    legend_beside(ax, fontsize=7)
     return ax
 
 
@@ -188,7 +193,7 @@ def channel_histograms(images: np.ndarray, ax=None):
         ax.hist(images[..., c].ravel(), bins=64, color=colour, alpha=0.4, label=colour)
     ax.set_xlabel("pixel value (0-255)")
     ax.set_ylabel("pixels")
-    ax.legend(loc="upper left", fontsize=8)
+    legend_beside(ax, fontsize=8)
     return ax
 
 

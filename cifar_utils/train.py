@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,13 +17,40 @@ from .settings import PLAIN_PROGRESS_ENV
 
 
 def progress(iterable: Iterable, **kwargs):
-    """A tqdm.auto bar (a widget in JupyterLab), or plain text lines for headless runs."""
+    """A progress bar: a widget in a notebook, or plain text lines for headless runs.
+
+    A widget bar turns into its final text line when it closes, so that a notebook saved and
+    reopened shows that line instead of "Error displaying widget: model not found".
+    """
     if os.environ.get(PLAIN_PROGRESS_ENV) == "1":
         from tqdm.std import tqdm
         kwargs.setdefault("mininterval", 10.0)  # seconds: keeps executed notebooks small
-    else:
-        from tqdm.auto import tqdm
-    return tqdm(iterable, **kwargs)
+        return tqdm(iterable, **kwargs)
+    from tqdm.auto import tqdm
+    from tqdm.notebook import tqdm as widget_bar
+    bar_class = _text_when_closed() if issubclass(tqdm, widget_bar) else tqdm
+    return bar_class(iterable, **kwargs)
+
+
+@functools.cache
+def _text_when_closed() -> type:
+    """tqdm's widget bar, displayed with a display id so that close() can replace it by text."""
+    from IPython.display import display
+    from tqdm.notebook import tqdm as widget_bar
+
+    class TextWhenClosed(widget_bar):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, display=False, **kwargs)
+            self.handle = None if self.disable else display(self.container, display_id=True)
+            self.displayed = True
+
+        def close(self):
+            super().close()
+            if getattr(self, "handle", None) is not None:
+                self.handle.update({"text/plain": str(self)}, raw=True)
+                self.handle = None
+
+    return TextWhenClosed
 
 
 @dataclass
@@ -68,26 +96,25 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
     state = FitState(model, optimizer, epochs, len(train_loader))
     for cb in callbacks:
         cb.on_fit_start(state)
-    bar = progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress)
-    for state.epoch in bar:
-        model.train()  # before the callbacks, so that one may put frozen parts back in eval
-        for cb in callbacks:
-            cb.on_epoch_start(state)
-        lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
-        start = time.perf_counter()
-        train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
-        seconds = time.perf_counter() - start
-        val = evaluate(model, val_loader, device)
-        record = {"epoch": state.epoch, "lr": lr, **train,
-                  "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
-                  "seconds": seconds}
-        state.history.append(record)
-        bar.set_postfix(loss=f"{train['train_loss']:.3f}", val_top1=f"{val['top1']:.3f}")
-        for cb in callbacks:
-            cb.on_epoch_end(state)
-        if state.stop:
-            break
-    bar.close()
+    with progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress) as bar:
+        for state.epoch in bar:
+            model.train()  # before the callbacks, so that one may put frozen parts back in eval
+            for cb in callbacks:
+                cb.on_epoch_start(state)
+            lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
+            start = time.perf_counter()
+            train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
+            seconds = time.perf_counter() - start
+            val = evaluate(model, val_loader, device)
+            record = {"epoch": state.epoch, "lr": lr, **train,
+                      "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+                      "seconds": seconds}
+            state.history.append(record)
+            bar.set_postfix(loss=f"{train['train_loss']:.3f}", val_top1=f"{val['top1']:.3f}")
+            for cb in callbacks:
+                cb.on_epoch_end(state)
+            if state.stop:
+                break
     for cb in callbacks:
         cb.on_fit_end(state)
     return state.history

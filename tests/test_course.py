@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 from pathlib import Path
 
 import nbformat
@@ -126,3 +133,28 @@ def test_the_console_shows_a_line_per_notebook_and_the_kernels_chatter_goes_to_a
     assert [line.split(":")[1].split()[0] for line in lines[:4]] == ["running", "finished"] * 2
     assert lines[4].startswith("All done in") and len(lines) == 5, lines
     assert (out / "00_step.log").is_file() and (out / "01_step.log").is_file()
+
+
+def test_a_terminal_also_sees_the_current_cell(tmp_path):
+    """On a terminal, a line that shows the current cell, erased when the notebook finishes."""
+    notebooks, log = tmp_path / "nbs", tmp_path / "log.txt"
+    write_notebooks(notebooks, log, tmp_path / "never", count=1)
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100 characters
+    command = [sys.executable, "-m", "cifar_utils.course", "run", "--profile", "smoke",
+               "--out", str(tmp_path / "run"), "--notebooks", str(notebooks)]
+    child = subprocess.Popen(command, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed with the child
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert child.wait(60) == 0
+    text = seen.decode()
+    assert "\r[1/1] 00_step: cell 1/3" in text  # redrawn in place; papermill adds a parameters cell
+    assert "00_step: finished in" in text.split("cell 1/3")[-1]

@@ -98,3 +98,16 @@ def test_helpers_make_their_own_axes_when_none_given():
     ax = plots.prediction(IMAGES[0], np.full(10, 0.1), CLASSES)
     assert [p.get_width() for p in ax.patches] == pytest.approx([0.1] * 5)
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda ax: plots.learning_curves(HISTORY, "top1", label="cnn", ax=ax),
+    lambda ax: plots.class_counts({"train": np.full(10, 90), "test": np.full(10, 10)}, CLASSES, ax=ax),
+    lambda ax: plots.channel_histograms(IMAGES, ax=ax),
+    lambda ax: plots.accuracy_against_cost(RECORDS, "params", group="notebook", ax=ax),
+])
+def test_legends_sit_beside_the_axes_where_they_cover_no_data(ax, draw):
+    draw(ax)
+    ax.figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1

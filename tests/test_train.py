@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_utils import callbacks, data, loaders, models, train
+from cifar_utils import callbacks, data, loaders, models, settings, train
 
 CPU = torch.device("cpu")
 
@@ -216,3 +216,22 @@ def test_count_trainable_sees_freezing_epoch_by_epoch():
 
 def test_train_seconds_adds_epochs():
     assert train.train_seconds([{"seconds": 1.5}, {"seconds": 2.0}]) == 3.5
+
+
+def test_a_finished_widget_bar_leaves_a_text_line_in_the_saved_notebook(monkeypatch):
+    """In a kernel, fit()'s bar is a widget while it runs; the notebook keeps its last text line."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv(settings.PLAIN_PROGRESS_ENV, raising=False)
+    code = ("from cifar_utils.train import progress\n"
+            "for _ in progress(range(3), desc='epochs'):\n    pass\n"
+            "bar = progress(range(3), desc='stopped')\n"
+            "for i in bar:\n    raise_here = 1 / (1 - i)\n")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(notebook, timeout=120, allow_errors=True).execute()
+    outputs = notebook.cells[0].outputs
+    texts = [o["data"]["text/plain"] for o in outputs if o.output_type == "display_data"]
+    assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    assert texts[0].startswith("epochs: 100%") and "3/3" in texts[0]
+    assert texts[1].startswith("stopped:") and "1/3" in texts[1]  # a bar an error stopped, too
+    assert outputs[-1].output_type == "error"  # the division by zero

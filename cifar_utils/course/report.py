@@ -86,7 +86,7 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation top-1")
         ax.set_title(nb)
-        ax.legend()
+        plots.legend_beside(ax)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         figures.append((f"Learning curves: {nb}", out / f"curves_{nb}.png"))

@@ -134,6 +134,14 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
+def _cell_progress(label: str) -> dict | bool:
+    """papermill's bar of the current cell, on a terminal only; a log file gets no bar."""
+    if not sys.stdout.isatty():
+        return False
+    return {"file": sys.stdout, "desc": label, "leave": False,
+            "bar_format": "{desc}: cell {n_fmt}/{total_fmt}, {elapsed}"}
+
+
 def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False,
         timeout: float | None = None) -> int:
     """Execute the notebooks in order into `out`; return the number that failed."""
@@ -160,7 +168,7 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
         try:
             with _stderr_to(log):  # the kernel's warnings and papermill's own chatter
                 papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
-                                           kernel_name="python3", progress_bar=False,
+                                           kernel_name="python3", progress_bar=_cell_progress(label),
                                            cwd=os.getcwd(), execution_timeout=timeout)
         except papermill.PapermillExecutionError as err:
             failed[nb.stem] = f"cell {err.exec_count}: {err.ename}: {err.evalue}"
