@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -76,6 +77,28 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
     totals = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(totals > 0, np.diag(cm) / totals, np.nan)
+
+
+def most_confused(cm: np.ndarray, classes: Sequence[str], top: int = 5) -> list[tuple[str, str, float]]:
+    """The `top` (true, predicted, share of the true class) mistakes, most frequent share first."""
+    totals = cm.sum(axis=1, keepdims=True).clip(min=1)
+    shares = cm / totals
+    np.fill_diagonal(shares, 0)
+    order = np.argsort(shares, axis=None)[::-1][:top]
+    return [(classes[i], classes[j], float(shares[i, j])) for i, j in zip(*np.unravel_index(order, cm.shape))
+            if shares[i, j] > 0]
+
+
+def error_summary(cm: np.ndarray, classes: Sequence[str], top: int = 5) -> str:
+    """Two lines a person can read for 10 or 100 classes: the most confused pairs, and the
+    classes from worst to best (all of them for 10 classes, the five at each end for more)."""
+    pairs = ", ".join(f"{t} as {p} {share:.0%}" for t, p, share in most_confused(cm, classes, top))
+    accuracy = per_class_accuracy(cm)
+    ranked = [f"{classes[i]} {accuracy[i]:.0%}" for i in np.argsort(accuracy) if not np.isnan(accuracy[i])]
+    if len(ranked) > 12:
+        ranked = [*ranked[:5], "...", *ranked[-5:]]
+    return (f"most confused (true as predicted, share of the true class): {pairs}\n"
+            f"per class, worst to best: {', '.join(ranked)}")
 
 
 def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> int:

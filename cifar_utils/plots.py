@@ -126,6 +126,24 @@ def class_counts(counts: dict[str, np.ndarray], classes: Sequence[str], ax=None)
     return _grouped_bars(counts, classes, "images", ax)
 
 
+def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
+                  classes: Sequence[str], n: int = 16, ncols: int = 8):
+    """The model's `n` most confident mistakes: each test image with its true class, the
+    prediction and the probability the model gave it. Returns the figure."""
+    predicted = probabilities.argmax(1)
+    wrong = np.flatnonzero(predicted != labels)
+    shown = wrong[np.argsort(probabilities[wrong, predicted[wrong]])[::-1][:n]]
+    nrows = max(1, -(-len(shown) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown):
+        ax.imshow(images[i], interpolation="nearest")
+        ax.set_title(f"{classes[labels[i]]}\nas {classes[predicted[i]]} {probabilities[i, predicted[i]]:.0%}",
+                     fontsize=8)
+    return fig
+
+
 def prediction(image: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
                top: int = 5, ax=None):
     """A bar chart of the model's top classes for one image, with the image as a corner inset."""

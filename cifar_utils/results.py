@@ -10,6 +10,8 @@ from .models import count_parameters
 from .recipe import Run
 from .settings import Config
 
+# The team's measured runs, per profile, in a clone of the repository (docs/reference/<profile>/)
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "docs" / "reference"
 RUN_KEYS = ("name", "params", "epochs", "train_images", "train_seconds", "test_top1", "test_top5")
 DATA_SOURCES = ("torchvision", "folder", "sample")
 
@@ -84,3 +86,34 @@ def read(path: str | Path) -> dict:
         if missing:
             raise ValueError(f"{path}: run {run.get('name', '?')!r} lacks {missing}")
     return record
+
+
+def reference(notebook: str, profile: str, dataset: str, folder: Path = REFERENCE_DIR) -> dict | None:
+    """The team's reference results of a notebook for a profile and data set, or None."""
+    path = Path(folder) / profile / f"{notebook}.json"
+    if not path.is_file():
+        return None
+    record = read(path)
+    return record if record["dataset"] == dataset else None
+
+
+def beside_reference(notebook: str, cfg: Config, records: list[dict], folder: Path = REFERENCE_DIR):
+    """This run's test top-1 beside the reference of its profile and the full profile's.
+
+    Prints where each reference comes from (machine, data, date) or that there is none yet;
+    returns a table with a column per source, one row per run name.
+    """
+    import pandas as pd
+
+    columns = {"this run": {r["name"]: r["test_top1"] for r in records}}
+    for profile in dict.fromkeys([cfg.profile.name, "full"]):
+        ref = reference(notebook, profile, cfg.dataset, folder)
+        if ref is None:
+            print(f"no reference for the {profile} profile on {cfg.dataset} yet")
+            continue
+        source = ref.get("measured", {})
+        print(f"reference, {profile} profile: {source.get('machine', '?')}; {source.get('data', ref['data_source'])}; "
+              f"{source.get('date', '?')}")
+        columns[f"{profile} reference"] = {r["name"]: r["test_top1"] for r in ref["runs"]}
+    frame = pd.DataFrame(columns).rename_axis("test top-1")
+    return frame.style.format("{:.1%}", na_rep="–")

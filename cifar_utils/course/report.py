@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import statistics
 from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
@@ -134,3 +135,39 @@ def write(folder: str | Path) -> tuple[Path, Path]:
                          f"report</title><style>{style}</style></head><body>"
                          + "\n".join(parts) + "</body></html>\n")
     return md_path, html_path
+
+
+def across_seeds(folders: list[Path]) -> list[dict]:
+    """Per notebook and run name: test top-1 of each seed, their mean and standard deviation,
+    and how far the run is from the best of its notebook, against the spread of both."""
+    by_run: dict[tuple[str, str], list[float]] = {}
+    for folder in folders:
+        for row in collect(folder)[0]:
+            by_run.setdefault((row["notebook"], row["name"]), []).append(row["test_top1"])
+    rows = [{"notebook": nb, "name": name, "seeds": len(v), "mean": statistics.fmean(v),
+             "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
+            for (nb, name), v in by_run.items()]
+    for row in rows:
+        best = max((r for r in rows if r["notebook"] == row["notebook"]), key=lambda r: r["mean"])
+        row["behind_best"] = best["mean"] - row["mean"]
+        row["within_spread"] = row is not best and row["behind_best"] < row["std"] + best["std"]
+    return rows
+
+
+def write_seeds(out: Path, folders: list[Path]) -> Path:
+    """out/report.md: every run's test top-1 as mean ± std over the seeds' folders."""
+    rows = across_seeds(folders)
+    md = [f"# Course report: {out.name}, {len(folders)} seeds", "",
+          "Test top-1 per run over the seeds (each seed's own report is in its folder). A run whose "
+          "distance to the best of its notebook is smaller than the two runs' standard deviations "
+          "added is marked *within the spread*: that difference may be noise.", "",
+          "| notebook | run | seeds | test top-1 | per seed | behind the best of its notebook |",
+          "|---|---|---|---|---|---|"]
+    for r in rows:
+        behind = "best" if r["behind_best"] == 0 else f"{r['behind_best']:.1%}" + (
+            " (within the spread)" if r["within_spread"] else "")
+        md.append(f"| {r['notebook']} | {r['name']} | {r['seeds']} | {r['mean']:.1%} ± {r['std']:.1%} | "
+                  f"{', '.join(f'{v:.1%}' for v in r['values'])} | {behind} |")
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path

@@ -2,6 +2,7 @@
 
     python -m cifar_utils.course run [--only 00 02] [--profile smoke] [-p EPOCHS 3] [--out DIR]
     python -m cifar_utils.course run --out DIR --resume   # skip notebooks already done
+    python -m cifar_utils.course run --seeds 0 1 2        # once per seed, then mean ± std
     python -m cifar_utils.course report DIR               # rebuild DIR/report.md and .html
 """
 
@@ -207,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--notebooks", type=Path, default=Path("notebooks"),
                     help="folder of numbered notebooks (default: ./notebooks)")
     go.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
+    go.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                    help="run everything once per seed (into --out/seed-N), then report mean ± std")
     rep = commands.add_parser("report", help="rebuild the report of a run folder")
     rep.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
@@ -223,11 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--resume needs the --out folder of the run to resume")
     out = args.out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{parameters['PROFILE']}"
     notebooks = find_notebooks(args.notebooks, args.only)
+    if args.seeds and "SEED" in parameters:
+        parser.error("give the seeds either with --seeds or with -p SEED, not both")
     try:
-        failures = run(notebooks, parameters, out, resume=args.resume, timeout=args.timeout)
+        if not args.seeds:
+            return 1 if run(notebooks, parameters, out, resume=args.resume, timeout=args.timeout) else 0
+        failures = 0
+        for seed in args.seeds:
+            print(f"--- seed {seed} ---", flush=True)
+            failures += run(notebooks, {**parameters, "SEED": seed}, out / f"seed-{seed}",
+                            resume=args.resume, timeout=args.timeout)
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(f"Across the seeds: {report.write_seeds(out, [out / f'seed-{seed}' for seed in args.seeds])}")
     return 1 if failures else 0
 
 
