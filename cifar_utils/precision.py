@@ -4,7 +4,10 @@ Two switches change the speed of a training step without changing what the model
 (beyond rounding):
   precision: bf16 autocast runs convolutions and matrix products in 16-bit floats. Hardware
     with bf16 units (NVIDIA GPUs since Ampere, x86 CPUs with AVX-512 BF16 or AMX) runs them
-    several times faster; without such units they are emulated, and slower;
+    several times faster; without such units they are emulated, and slower. GPUs without bf16
+    (Colab's T4, V100, Turing, Pascal) have fp16 units instead: fp16 keeps fewer exponent bits,
+    so small gradients would round to zero, and training scales the loss up before backward
+    (a GradScaler, which fit() adds for such a model) and the gradients down before the step;
   memory layout: channels-last (NHWC) stores the channels of a pixel side by side, the layout
     tensor cores and oneDNN's convolutions prefer.
 `prepare` wraps a model so that it runs in one such format by itself: it puts every input in
@@ -26,15 +29,20 @@ from torch import nn
 
 @dataclass(frozen=True)
 class ComputeFormat:
-    """A precision (bf16 autocast, or fp32) and a memory layout for a model's tensors."""
+    """A precision (bf16 or fp16 autocast, or fp32) and a memory layout for a model's tensors."""
 
     amp_dtype: torch.dtype | None  # None: fp32 throughout
     channels_last: bool
 
     @property
     def name(self) -> str:
-        return (f"{'bf16' if self.amp_dtype == torch.bfloat16 else 'fp32'},"
-                f"{'channels-last' if self.channels_last else 'channels-first'}")
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.amp_dtype]
+        return f"{precision},{'channels-last' if self.channels_last else 'channels-first'}"
+
+    @property
+    def scales_the_loss(self) -> bool:
+        """fp16 needs loss scaling (a GradScaler) so that small gradients survive; bf16 does not."""
+        return self.amp_dtype == torch.float16
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -45,8 +53,9 @@ PLAIN = ComputeFormat(amp_dtype=None, channels_last=False)  # fp32, channels-fir
 
 
 def candidates(device: torch.device) -> list[ComputeFormat]:
-    """The formats a model can train in on this kind of device (no bf16 autocast on Apple GPUs)."""
-    dtypes = [None, torch.bfloat16] if device.type in ("cpu", "cuda") else [None]
+    """The formats a model can train in on this kind of device: fp16 on CUDA GPUs, bf16 on
+    them and on CPUs, fp32 everywhere (the course trains Apple GPUs in fp32)."""
+    dtypes = {"cuda": [None, torch.bfloat16, torch.float16], "cpu": [None, torch.bfloat16]}.get(device.type, [None])
     return [ComputeFormat(dtype, layout) for dtype in dtypes for layout in (False, True)]
 
 
@@ -61,7 +70,7 @@ def parse(text: str, device: torch.device) -> ComputeFormat:
 
 
 def autocast(device_type: str, dtype: torch.dtype | None):
-    """Autocast to `dtype` (bf16 needs no loss scaling) when one is given, otherwise run as is."""
+    """Autocast to `dtype` when one is given, otherwise run as is."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device_type, dtype=dtype)
@@ -115,15 +124,15 @@ def default_format(model: nn.Module, device: torch.device) -> ComputeFormat:
 
     The rules follow the measurements in docs/measurements.md: bf16 where the device has bf16
     units, except depthwise convolutions on a CPU (oneDNN ran MobileNets slower in bf16 than
-    in fp32); channels-last for convolutional models (1.3-1.5x on the CPU, tensor cores on a
+    in fp32); fp16 with loss scaling on CUDA GPUs without bf16 units; channels-last for convolutional models (1.3-1.5x on the CPU, tensor cores on a
     GPU), channels-first for models without convolutions, where the layout changes nothing.
     """
     convs = [m for m in unwrap(model).modules() if isinstance(m, nn.Conv2d)]
     depthwise = any(m.groups > 1 for m in convs)
     if device.type == "cuda":
-        bf16 = _cuda_has_bf16_units()
+        dtype = torch.bfloat16 if _cuda_has_bf16_units() else torch.float16
     elif device.type == "cpu":
-        bf16 = cpu_has_bf16_units() and not depthwise
+        dtype = torch.bfloat16 if cpu_has_bf16_units() and not depthwise else None
     else:  # mps: fp32 is what the course supports there
-        bf16 = False
-    return ComputeFormat(torch.bfloat16 if bf16 else None, channels_last=bool(convs))
+        dtype = None
+    return ComputeFormat(dtype, channels_last=bool(convs))

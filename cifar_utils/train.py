@@ -13,6 +13,7 @@ from torch import nn
 
 from .losses import CrossEntropy
 from .metrics import evaluate, topk_correct
+from .precision import Prepared
 from .settings import PLAIN_PROGRESS_ENV
 
 
@@ -65,6 +66,7 @@ class FitState:
     step: int = 0  # optimizer steps taken so far
     history: list[dict] = field(default_factory=list)  # one record per finished epoch
     stop: bool = False  # set by a callback to end training after this epoch
+    scaler: torch.amp.GradScaler | None = None  # loss scaling, for a model that computes in fp16
 
 
 class Callback:
@@ -87,13 +89,17 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
     A record holds epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5 and
     seconds (training time of the epoch, validation excluded). loss_fn(logits, targets,
     inputs) defaults to cross-entropy; distillation uses the inputs to ask its teacher.
-    Precision and memory layout belong to the model (precision.prepare), not to the loop.
+    Precision and memory layout belong to the model (precision.prepare), not to the loop; a
+    model prepared for fp16 trains with a GradScaler, which skips the steps whose gradients
+    overflowed and lowers its scale.
     """
     loss_fn = loss_fn or CrossEntropy()
     model.to(device)
     if isinstance(loss_fn, nn.Module):
         loss_fn.to(device)
     state = FitState(model, optimizer, epochs, len(train_loader))
+    if isinstance(model, Prepared) and model.compute_format.scales_the_loss:
+        state.scaler = torch.amp.GradScaler(device.type)
     for cb in callbacks:
         cb.on_fit_start(state)
     with progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress) as bar:
@@ -131,8 +137,13 @@ def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
         logits = model(x)  # (B, classes)
         loss = loss_fn(logits, y, x)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if state.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: backward on the scaled loss; step only if no gradient overflowed
+            state.scaler.scale(loss).backward()
+            state.scaler.step(optimizer)
+            state.scaler.update()
         state.step += 1
         loss_sum += loss.detach().float() * len(y)
         correct += topk_correct(logits.detach(), y, (1,))[0]

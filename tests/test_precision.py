@@ -4,8 +4,10 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from cifar_utils import models, precision
+from cifar_utils import models, precision, train
 
 CPU = torch.device("cpu")
 BF16_LAST = precision.ComputeFormat(torch.bfloat16, True)
@@ -97,3 +99,48 @@ def test_the_cpu_check_reads_the_bf16_flags(monkeypatch, tmp_path):
     cpuinfo.write_text("flags\t\t: fpu sse avx2 avx512f\n")
     assert not precision.cpu_has_bf16_units(cpuinfo)
     assert not precision.cpu_has_bf16_units(tmp_path / "missing")
+
+
+def test_fp16_training_scales_the_loss_and_skips_a_step_whose_gradients_overflow():
+    """What Colab's T4 trains in: fp16 autocast with a GradScaler, here on the CPU."""
+    torch.manual_seed(0)
+    model = precision.prepare(nn.Linear(4, 3), precision.ComputeFormat(torch.float16, False), CPU)
+    batch = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    start = model.module.weight.detach().clone()
+    scales = []
+
+    class RecordScale(train.Callback):
+        def on_batch_end(self, state):
+            scales.append(state.scaler.get_scale())
+
+    def overflowing(logits, targets, inputs):
+        return F.cross_entropy(logits, targets) * float("inf")
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, device=CPU, loss_fn=overflowing,
+              callbacks=[RecordScale()], show_progress=False)
+    assert torch.equal(model.module.weight, start)  # the step was skipped
+    assert scales == [65536.0 / 2]  # and the scale halved
+    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, device=CPU, callbacks=[RecordScale()],
+              show_progress=False)
+    assert not torch.equal(model.module.weight, start)  # a finite loss steps, as in fp32
+
+
+def test_cuda_without_bf16_units_defaults_to_fp16_and_fp32_models_get_no_scaler(monkeypatch):
+    monkeypatch.setattr(precision, "_cuda_has_bf16_units", lambda: False)
+    net = models.build("simple_cnn", 10)
+    assert precision.default_format(net, torch.device("cuda")).name == "fp16,channels-last"
+    assert precision.parse("fp16,channels-last", torch.device("cuda")).scales_the_loss
+    with pytest.raises(ValueError, match="not a compute format for cpu"):
+        precision.parse("fp16,channels-last", CPU)
+    state = {}
+
+    class Keep(train.Callback):
+        def on_fit_start(self, s):
+            state["scaler"] = s.scaler
+
+    batch = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
+    train.fit(precision.prepare(net, precision.PLAIN, CPU), batch, batch, epochs=1,
+              optimizer=torch.optim.SGD(net.parameters(), lr=0.01), device=CPU, callbacks=[Keep()],
+              show_progress=False)
+    assert state["scaler"] is None

@@ -68,3 +68,14 @@ def test_a_run_is_shown_beside_the_reference_of_its_profile(tmp_path, capsys):
     assert "no reference for the full profile on cifar10 yet" in printed
     results.beside_reference("01_x", settings.resolve(profile="smoke"), mine, tmp_path)
     assert "no reference for the smoke profile on cifar10 yet" in capsys.readouterr().out
+
+
+def test_the_shipped_references_are_results_files_that_say_where_they_came_from():
+    files = sorted(results.REFERENCE_DIR.glob("*/[0-9][0-9]_*.json"))
+    assert {p.parent.name for p in files} >= {"laptop"}
+    for path in files:
+        record = results.read(path)
+        assert record["profile"] == path.parent.name and record["notebook"] == path.stem
+        assert {"machine", "data", "date"} <= set(record["measured"])
+    laptop = {p.stem for p in files if p.parent.name == "laptop"}
+    assert laptop == {p.stem for p in (results.REFERENCE_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
