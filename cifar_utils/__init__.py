@@ -14,6 +14,7 @@ The modules, from the bottom layer up (each imports only modules listed before i
     losses         cross-entropy and knowledge distillation
     train          fit(), the one training loop, and its callback protocol
     callbacks      schedules, checkpoints, early stopping, freezing
+    lr_finder      the learning-rate range test
     recipe         the one training recipe and the Run it returns
     results        the results JSON of every notebook
     plots          every figure
@@ -27,6 +28,7 @@ from . import (
     data,
     loaders,
     losses,
+    lr_finder,
     metrics,
     models,
     plots,
@@ -42,7 +44,7 @@ from .recipe import Run
 from .settings import Config, resolve
 from .train import Callback, fit
 
-__all__ = ["callbacks", "data", "loaders", "losses", "metrics", "models", "plots", "precision",
+__all__ = ["callbacks", "data", "loaders", "losses", "lr_finder", "metrics", "models", "plots", "precision",
            "recipe", "results", "settings", "speed", "train", "CifarData", "DataError", "ImageSet",
            "Splits", "Run", "Config", "resolve", "Callback", "fit"]
 __version__ = "0.1.0"

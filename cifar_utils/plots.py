@@ -204,6 +204,19 @@ def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
     return ax
 
 
+def lr_range(lrs: Sequence[float], losses: Sequence[float], marks: dict[str, float], ax=None):
+    """The range test's smoothed loss against the learning rate (log scale), with named rates marked."""
+    ax = _axes(ax)
+    ax.plot(lrs, losses)
+    for (name, lr), style in zip(marks.items(), ("--", ":", "-.")):
+        ax.axvline(lr, linestyle=style, color="grey", label=f"{name}: {lr:.2g}")
+    ax.set_xscale("log")
+    ax.set_ylim(top=min(max(losses), 3 * min(losses)))  # the blow-up at the end would hide the rest
+    ax.set(xlabel="learning rate (log scale)", ylabel="training loss (smoothed)")
+    legend_beside(ax)
+    return ax
+
+
 def channel_histograms(images: np.ndarray, ax=None):
     """Histogram of the pixel values of each colour channel of uint8 images (N, H, W, 3)."""
     ax = _axes(ax, figsize=(6, 3))

@@ -17,7 +17,7 @@ RESULTS_ENV = "CIFAR_RESULTS_DIR"
 PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"
 FORMAT_ENV = "CIFAR_COURSE_FORMAT"
 ENVIRONMENT = {
-    PROFILE_ENV: "the profile PROFILE='auto' resolves to (smoke | laptop | full)",
+    PROFILE_ENV: "the profile PROFILE='auto' (or 'auto-short') resolves to (smoke | laptop | short | full)",
     DATA_ENV: "where DATA_DIR=None looks for the data (default ./data)",
     RESULTS_ENV: "where RESULTS_DIR=None writes results and checkpoints (default ./results)",
     PLAIN_PROGRESS_ENV: "'1': progress bars as plain text lines instead of widgets",
@@ -75,6 +75,12 @@ PROFILES: dict[str, Profile] = {
         train_images={"resnet18_cifar": 10000, "fine_tune": 10000, "student": 10000},
         test_images=None, batch_size=128,
         description="real CIFAR, minutes per notebook on a laptop CPU"),
+    "short": _profile(
+        "short",
+        epochs={"logistic_regression": 5, "simple_cnn": 10, "resnet18_cifar": 8, "fine_tune": 3,
+                "student": 8},
+        train_images={}, test_images=None, batch_size=512,
+        description="all of CIFAR, a few epochs: minutes per notebook on one GPU (assignments)"),
     "full": _profile(
         "full",
         epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "fine_tune": 10,
@@ -121,16 +127,22 @@ class Config:
                 f"seed={self.seed} batch_size={self.batch_size} results_dir={self.results_dir}")
 
 
+# What PROFILE='auto' and 'auto-short' pick: (on a CUDA GPU, elsewhere). The course runs 'auto';
+# student versions 'auto-short', so that an assignment takes minutes on a GPU as on a laptop.
+SELECTORS = {"auto": ("full", "laptop"), "auto-short": ("short", "laptop")}
+
+
 def resolve_profile(name: str = "auto") -> Profile:
-    """Turn auto|smoke|laptop|full into a Profile; auto honours $CIFAR_COURSE_PROFILE."""
-    if name == "auto":
-        name = os.environ.get(PROFILE_ENV) or ("full" if torch.cuda.is_available() else "laptop")
-        source = f"${PROFILE_ENV}" if os.environ.get(PROFILE_ENV) else "PROFILE='auto'"
+    """Turn a profile's name, or auto | auto-short, into a Profile; the two honour $CIFAR_COURSE_PROFILE."""
+    if name in SELECTORS:
+        on_gpu, elsewhere = SELECTORS[name]
+        source = f"${PROFILE_ENV}" if os.environ.get(PROFILE_ENV) else f"PROFILE={name!r}"
+        name = os.environ.get(PROFILE_ENV) or (on_gpu if torch.cuda.is_available() else elsewhere)
     else:
         source = "PROFILE"
     if name not in PROFILES:
         raise ValueError(f"Unknown profile {name!r} (from {source}): choose one of "
-                         f"auto, {', '.join(PROFILES)}.")
+                         f"{', '.join(SELECTORS)}, {', '.join(PROFILES)}.")
     return PROFILES[name]
 
 

@@ -55,7 +55,7 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
                 assert assignments.BEGIN not in s.source and "NotImplementedError" in s.source
                 assert s.source.split("\n")[0] == c.source.split("\n")[0]  # the def line stays
             elif "parameters" in c.metadata.get("tags", []):
-                assert 'PROFILE = "laptop"' in s.source
+                assert 'PROFILE = "auto-short"' in s.source
             else:
                 assert s.source == c.source
             assert not s.get("outputs")
@@ -237,7 +237,7 @@ def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path
     assert records["ex01_topk"]["passed"] is True
     rows = list(csv.DictReader(out_csv.open()))
     assert rows == [{"student": "zoe", "ex01_cross_entropy": "0.0", "ex01_topk": "1.0",
-                     "total": "1.0", "max": "2.0"}]
+                     "ex01_predict_accuracy_written": "by hand", "total": "1.0", "max": "2.0", "by_hand": "1.0"}]
 
 
 def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkeypatch):

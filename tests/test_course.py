@@ -59,7 +59,7 @@ def test_an_unknown_parameter_is_refused_before_anything_runs(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["-p", "EPOCHS", "three"], "EPOCHS='three' (str) does not fit"),
-    (["--profile", "fast"], "PROFILE='fast' is not one of auto, smoke, laptop, full"),
+    (["--profile", "fast"], "PROFILE='fast' is not one of auto, auto-short, smoke, laptop, short, full"),
     (["--dataset", "cifar1000"], "DATASET='cifar1000' is not one of cifar10, cifar100"),
     (["-p", "DOWNLOAD", "1"], "DOWNLOAD=1 (int) does not fit"),
     (["-p", "SEED", "None"], "SEED=None (NoneType) does not fit"),

@@ -1,8 +1,9 @@
 """nbgrader itself on the course, as a teacher who uses it would: generate, then autograde.
 
 One assignment holds every notebook with exercises. Three students hand it in: one with the
-course's own solutions (full marks), one with the released version untouched (zero) and one
-who replaced every check with a print (zero: nbgrader puts the locked checks back). Autograde
+course's own solutions (full marks on the autograded checks), one with the released version
+untouched (zero) and one who replaced every check with a print (zero: nbgrader puts the
+locked checks back). The written answers are graded by hand, so autograde leaves them open. Autograde
 runs every notebook three times (about 7 minutes on 2 cores), so that round trip is marked
 `nbgrader` and `.ci/run` runs it as a step of its own: `python -m pytest -m nbgrader`.
 """
@@ -78,8 +79,11 @@ def test_generate_assignment_blanks_every_solution_and_keeps_every_check(release
     assert sorted(p.name for p in release.glob("*.ipynb")) == [p.name for p in WITH_EXERCISES]
     for path in WITH_EXERCISES:
         released = nbformat.read(release / path.name, as_version=4)
-        checks = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("grade")]
-        assert len(checks) == len(assignments.exercise_cells(nbformat.read(path, as_version=4)))
+        course = nbformat.read(path, as_version=4)
+        assert len(assignments.exercise_cells(released)) == len(assignments.exercise_cells(course))
+        written = [c for _, c in assignments.written_answers(released)]
+        assert len(written) == len(assignments.written_answers(course))
+        assert all(c.source.strip() == assignments.ANSWER_STUB for c in written)  # nbgrader's stub
         assert assignments.BEGIN not in "".join(c.source for c in released.cells)
 
 
@@ -92,6 +96,8 @@ def test_autograde_gives_the_course_full_marks_and_blank_or_edited_checks_zero(g
     with Gradebook(f"sqlite:///{graded_course / 'gradebook.db'}") as gradebook:
         for path in WITH_EXERCISES:
             graded = gradebook.find_submission_notebook(path.stem, ASSIGNMENT, student)
-            assert graded.max_score >= 2, path.name
-            want = graded.max_score if expected == "full" else expected
-            assert graded.score == want, (student, path.name, graded.score)
+            assert graded.max_code_score >= 1 and graded.max_written_score >= 1, path.name
+            want = graded.max_code_score if expected == "full" else expected
+            assert graded.code_score == want, (student, path.name, graded.code_score)
+            # written answers wait for a person (a blank one, as released, scores zero by itself)
+            assert graded.needs_manual_grade == (student != "released"), (student, path.name)

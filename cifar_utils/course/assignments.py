@@ -37,7 +37,8 @@ from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
 ANSWER_STUB = "YOUR ANSWER HERE"  # nbgrader's text for a written answer in the student version
-STUDENT_PROFILE = 'PROFILE = "laptop"   # auto | smoke | laptop | full (laptop: minutes on a CPU)'
+STUDENT_PROFILE = ('PROFILE = "auto-short"  # minutes per notebook: laptop on a CPU, short on a GPU '
+                   '| auto | smoke | laptop | short | full')
 # the course's own notebooks: beside the package in a clone, else ./notebooks
 _REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHILD = Path(__file__).with_name("_child.py")  # runs each submission, inside the sandbox
@@ -85,7 +86,7 @@ def student_version(nb):
         if _grading(cell).get("solution"):
             cell.source = blank_solutions(cell.source)
         if "parameters" in cell.metadata.get("tags", []):
-            # 'auto' would pick the full profile on a GPU box: minutes, not an hour, for students
+            # 'auto' would pick the full profile on a GPU: minutes, not an hour, for students
             cell.source = re.sub(r'^PROFILE = "auto".*$', STUDENT_PROFILE, cell.source,
                                  flags=re.MULTILINE)
     return nb
@@ -440,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(records)
     if args.csv:
         book = gradebook(records)
-        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max"]
+        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max", "by_hand"]
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()

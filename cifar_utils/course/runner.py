@@ -18,12 +18,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES
+from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS
 from . import report
 
 STATE_FILE = "run.json"
 # Checked beyond their type: the stable parameters whose values come from a fixed list.
-CHOICES = {"PROFILE": ("auto", *PROFILES), "DATASET": DATASETS, "DEVICE": DEVICES}
+CHOICES = {"PROFILE": (*SELECTORS, *PROFILES), "DATASET": DATASETS, "DEVICE": DEVICES}
 # The stable parameters whose default None hides their type: what else they accept.
 NONE_OR = {"EPOCHS": int, "BATCH_SIZE": int, "DATA_DIR": str, "RESULTS_DIR": str}
 # What a notebook does when the one it builds on failed (it still runs).
