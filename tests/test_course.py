@@ -186,6 +186,6 @@ def test_seeds_run_everything_once_per_seed_and_report_mean_and_spread(tmp_path,
     rows = {line.split(" | ")[1]: line for line in (out / "report.md").read_text().splitlines()
             if line.startswith("| 00_seeded")}
     assert "51.0% ± 1.4% | 50.0%, 52.0% | best" in rows["varies"]  # mean of 0.50 and 0.52, stdev 0.014
-    assert "50.5% ± 0.0%" in rows["steady"] and "0.5% (within the spread)" in rows["steady"]
-    assert rows["far"].endswith("| 11.0% |")  # 11 points behind: beyond the spread
+    assert "50.5% ± 0.0%" in rows["steady"] and "0.5 points (within the spread)" in rows["steady"]
+    assert rows["far"].endswith("| 11.0 points |")  # 11 points behind: beyond the spread
     assert "Across the seeds:" in capsys.readouterr().out

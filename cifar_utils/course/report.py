@@ -164,7 +164,7 @@ def write_seeds(out: Path, folders: list[Path]) -> Path:
           "| notebook | run | seeds | test top-1 | per seed | behind the best of its notebook |",
           "|---|---|---|---|---|---|"]
     for r in rows:
-        behind = "best" if r["behind_best"] == 0 else f"{r['behind_best']:.1%}" + (
+        behind = "best" if r["behind_best"] == 0 else f"{100 * r['behind_best']:.1f} points" + (
             " (within the spread)" if r["within_spread"] else "")
         md.append(f"| {r['notebook']} | {r['name']} | {r['seeds']} | {r['mean']:.1%} ± {r['std']:.1%} | "
                   f"{', '.join(f'{v:.1%}' for v in r['values'])} | {behind} |")
