@@ -4,9 +4,11 @@
     python -m cifar_utils.course grade submissions/ --jobs 4 --csv grades.csv --json grades.json
 
 Exercises use nbgrader's conventions and metadata, so nbgrader itself takes the notebooks as
-they are: a solution cell (nbgrader.solution, grade_id "exNN_name") holds the answer between
-`### BEGIN SOLUTION` and `### END SOLUTION`; the locked check cell after it (nbgrader.grade,
-grade_id "exNN_name_check") asserts what a correct answer must do.
+they are: a solution cell (nbgrader.solution, grade_id "exNN_name_answer") holds the answer
+between `### BEGIN SOLUTION` and `### END SOLUTION`; the locked check cell after it
+(nbgrader.grade, grade_id "exNN_name") asserts what a correct answer must do. A written answer
+(a markdown cell with nbgrader.grade and nbgrader.solution, grade_id "exNN_name_written") is
+graded by a person: the grader hands its text on, unscored.
 
 The grader trusts nothing a student hands in but the code: every locked cell (the checks) is
 put back from the course's own notebook by grade_id before the run, as nbgrader's autograde
