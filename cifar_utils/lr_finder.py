@@ -1,10 +1,10 @@
-"""Smith's learning-rate range test: train a few hundred steps with a rate that grows
+"""Smith's learning-rate range test: train a hundred or so steps with a rate that grows
 geometrically, and watch the loss.
 
 The loss barely moves while the rate is too small, falls fastest somewhere in the middle and
 blows up once the rate is too large. The suggestion is the rate where the (smoothed) loss
 falls fastest against log(rate). The model and the optimizer are put back as they were, so
-the test costs a few hundred steps and changes nothing.
+the test costs those steps and changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .losses import CrossEntropy
+from .train import grad_scaler, step
 
 
 @dataclass
@@ -41,21 +42,20 @@ def range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, devic
     saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     factor = (end_lr / start_lr) ** (1 / (steps - 1))
     lrs, losses, average, best = [], [], 0.0, math.inf
+    scaler = grad_scaler(model, device)  # the same step as fit(): fp16 models scale the loss
     model.train()
     try:
         batches = itertools.cycle(loader)  # a small split may hold fewer batches than steps
-        for step in range(steps):
-            lr = start_lr * factor ** step
+        for i in range(steps):
+            lr = start_lr * factor ** i
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = next(batches)
             x, y = x.to(device), y.to(device)
             loss = loss_fn(model(x), y, x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(loss, optimizer, scaler)
             average = smoothing * loss.item() + (1 - smoothing) * average
-            smoothed = average / (1 - (1 - smoothing) ** (step + 1))  # bias-corrected
+            smoothed = average / (1 - (1 - smoothing) ** (i + 1))  # bias-corrected
             lrs.append(lr)
             losses.append(smoothed)
             best = min(best, smoothed)

@@ -69,18 +69,23 @@ def augmentation_preview(image: np.ndarray, augmentations: dict, n: int = 6, see
     return ax
 
 
-def learning_curves(history: list[dict], metric: str = "top1", label: str = "", ax=None):
-    """Train and validation `metric` (loss or top1) per epoch."""
+def learning_curves(history: list[dict], metric: str = "top1", label: str = "", ax=None,
+                    against: str = "epoch"):
+    """Train and validation `metric` (loss or top1) per epoch, or against the seconds of
+    training so far (against="seconds")."""
     ax = _axes(ax)
-    epochs = [r["epoch"] for r in history]
+    if against == "seconds":
+        x = np.cumsum([r["seconds"] for r in history])
+        ax.set_xlabel("seconds of training")
+    else:
+        x = [r["epoch"] for r in history]
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     prefix = f"{label} " if label else ""
-    line, = ax.plot(epochs, [r[f"val_{metric}"] for r in history], marker="o",
-                    label=f"{prefix}validation")
+    line, = ax.plot(x, [r[f"val_{metric}"] for r in history], marker="o", label=f"{prefix}validation")
     if f"train_{metric}" in history[0]:
-        ax.plot(epochs, [r[f"train_{metric}"] for r in history], linestyle="--",
+        ax.plot(x, [r[f"train_{metric}"] for r in history], linestyle="--",
                 color=line.get_color(), label=f"{prefix}train")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
     ax.set_ylabel("top-1 accuracy" if metric == "top1" else metric)
     legend_beside(ax)
     ax.grid(alpha=0.3)

@@ -55,7 +55,8 @@ PLAIN = ComputeFormat(amp_dtype=None, channels_last=False)  # fp32, channels-fir
 def candidates(device: torch.device) -> list[ComputeFormat]:
     """The formats a model can train in on this kind of device: fp16 on CUDA GPUs, bf16 on
     them and on CPUs, fp32 everywhere (the course trains Apple GPUs in fp32)."""
-    dtypes = {"cuda": [None, torch.bfloat16, torch.float16], "cpu": [None, torch.bfloat16]}.get(device.type, [None])
+    offered = {"cuda": [None, torch.bfloat16, torch.float16], "cpu": [None, torch.bfloat16]}
+    dtypes = offered.get(device.type, [None])
     return [ComputeFormat(dtype, layout) for dtype in dtypes for layout in (False, True)]
 
 
@@ -124,8 +125,9 @@ def default_format(model: nn.Module, device: torch.device) -> ComputeFormat:
 
     The rules follow the measurements in docs/measurements.md: bf16 where the device has bf16
     units, except depthwise convolutions on a CPU (oneDNN ran MobileNets slower in bf16 than
-    in fp32); fp16 with loss scaling on CUDA GPUs without bf16 units; channels-last for convolutional models (1.3-1.5x on the CPU, tensor cores on a
-    GPU), channels-first for models without convolutions, where the layout changes nothing.
+    in fp32); fp16 with loss scaling on CUDA GPUs without bf16 units; channels-last for
+    convolutional models (1.3-1.5x on the CPU, tensor cores on a GPU), channels-first for models
+    without convolutions, where the layout changes nothing.
     """
     convs = [m for m in unwrap(model).modules() if isinstance(m, nn.Conv2d)]
     depthwise = any(m.groups > 1 for m in convs)

@@ -111,9 +111,8 @@ def beside_reference(notebook: str, cfg: Config, records: list[dict], folder: Pa
         if ref is None:
             print(f"no reference for the {profile} profile on {cfg.dataset} yet")
             continue
-        source = ref.get("measured", {})
-        print(f"reference, {profile} profile: {source.get('machine', '?')}; {source.get('data', ref['data_source'])}; "
-              f"{source.get('date', '?')}")
+        measured = ref["measured"]  # tools/make_reference.py writes it
+        print(f"reference, {profile} profile: {measured['machine']}; {measured['data']}; {measured['date']}")
         columns[f"{profile} reference"] = {r["name"]: r["test_top1"] for r in ref["runs"]}
     frame = pd.DataFrame(columns).rename_axis("test top-1")
     return frame.style.format("{:.1%}", na_rep="–")

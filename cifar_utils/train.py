@@ -97,33 +97,53 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
     model.to(device)
     if isinstance(loss_fn, nn.Module):
         loss_fn.to(device)
-    state = FitState(model, optimizer, epochs, len(train_loader))
-    if isinstance(model, Prepared) and model.compute_format.scales_the_loss:
-        state.scaler = torch.amp.GradScaler(device.type)
+    state = FitState(model, optimizer, epochs, len(train_loader), scaler=grad_scaler(model, device))
     for cb in callbacks:
         cb.on_fit_start(state)
-    with progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress) as bar:
-        for state.epoch in bar:
-            model.train()  # before the callbacks, so that one may put frozen parts back in eval
-            for cb in callbacks:
-                cb.on_epoch_start(state)
-            lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
-            start = time.perf_counter()
-            train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
-            seconds = time.perf_counter() - start
-            val = evaluate(model, val_loader, device)
-            record = {"epoch": state.epoch, "lr": lr, **train,
-                      "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
-                      "seconds": seconds}
-            state.history.append(record)
-            bar.set_postfix(loss=f"{train['train_loss']:.3f}", val_top1=f"{val['top1']:.3f}")
-            for cb in callbacks:
-                cb.on_epoch_end(state)
-            if state.stop:
-                break
+    bar = progress(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show_progress)
+    for state.epoch in bar:
+        model.train()  # before the callbacks, so that one may put frozen parts back in eval
+        for cb in callbacks:
+            cb.on_epoch_start(state)
+        lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
+        start = time.perf_counter()
+        train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
+        seconds = time.perf_counter() - start
+        val = evaluate(model, val_loader, device)
+        record = {"epoch": state.epoch, "lr": lr, **train,
+                  "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+                  "seconds": seconds}
+        state.history.append(record)
+        bar.set_postfix(loss=f"{train['train_loss']:.3f}", val_top1=f"{val['top1']:.3f}")
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        if state.stop:
+            break
+    bar.close()  # after a break too (tqdm closes it itself when an error ends the loop)
     for cb in callbacks:
         cb.on_fit_end(state)
     return state.history
+
+
+def grad_scaler(model: nn.Module, device: torch.device) -> torch.amp.GradScaler | None:
+    """A GradScaler for a model prepared to compute in fp16, None for any other."""
+    if isinstance(model, Prepared) and model.compute_format.scales_the_loss:
+        return torch.amp.GradScaler(device.type)
+    return None
+
+
+def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+         scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward and one optimizer step. With a scaler (fp16): backward on the scaled loss, and
+    the step only if no gradient overflowed, the scale lowered if one did."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
@@ -136,14 +156,7 @@ def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)  # (B, classes)
         loss = loss_fn(logits, y, x)
-        optimizer.zero_grad(set_to_none=True)
-        if state.scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:  # fp16: backward on the scaled loss; step only if no gradient overflowed
-            state.scaler.scale(loss).backward()
-            state.scaler.step(optimizer)
-            state.scaler.update()
+        step(loss, optimizer, state.scaler)
         state.step += 1
         loss_sum += loss.detach().float() * len(y)
         correct += topk_correct(logits.detach(), y, (1,))[0]

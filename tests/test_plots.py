@@ -125,3 +125,10 @@ def test_misclassified_shows_the_most_confident_mistakes_with_their_labels():
     assert titles == ["c3\nas c7 90%", "c5\nas c2 60%"]
     assert (fig.axes[0].get_images()[0].get_array() == IMAGES[3]).all()
     plt.close(fig)
+
+
+def test_learning_curves_against_seconds_put_each_epoch_at_the_training_time_so_far(ax):
+    history = [{**r, "seconds": s} for r, s in zip(HISTORY, (2.0, 3.0, 5.0))]
+    plots.learning_curves(history, "top1", ax=ax, against="seconds")
+    assert list(ax.get_lines()[0].get_xdata()) == [2.0, 5.0, 10.0]
+    assert ax.get_xlabel() == "seconds of training"

@@ -15,7 +15,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "docs" / "reference"
+from cifar_utils.results import REFERENCE_DIR, read
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="the data, in words (original CIFAR files, or which copy)")
     parser.add_argument("--date", default=date.today().isoformat())
     args = parser.parse_args(argv)
-    records = [json.loads(p.read_text()) for p in sorted(args.run.glob("[0-9][0-9]_*.json"))]
+    records = [read(p) for p in sorted(args.run.glob("[0-9][0-9]_*.json"))]  # checked as results
     if not records:
         parser.error(f"no results JSON in {args.run}")
     profiles = {(r["profile"], r["dataset"]) for r in records}

@@ -147,10 +147,11 @@ def across_seeds(folders: list[Path]) -> list[dict]:
     rows = [{"notebook": nb, "name": name, "seeds": len(v), "mean": statistics.fmean(v),
              "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
             for (nb, name), v in by_run.items()]
+    best = {row["notebook"]: row for row in sorted(rows, key=lambda r: r["mean"])}  # highest mean wins
     for row in rows:
-        best = max((r for r in rows if r["notebook"] == row["notebook"]), key=lambda r: r["mean"])
-        row["behind_best"] = best["mean"] - row["mean"]
-        row["within_spread"] = row is not best and row["behind_best"] < row["std"] + best["std"]
+        top = best[row["notebook"]]
+        row["behind_best"] = top["mean"] - row["mean"]
+        row["within_spread"] = row is not top and row["behind_best"] < row["std"] + top["std"]
     return rows
 
 
