@@ -148,6 +148,29 @@ def reusable_checkpoint(path: str | Path, expected: dict) -> tuple[dict | None, 
     return saved, ""
 
 
+def strongest_checkpoint(paths: list[Path], expected: dict, monitor: str = "val_top1"
+                         ) -> tuple[dict | None, Path | None, list[str]]:
+    """Of the checkpoints at `paths` made for `expected` (data.fingerprint), the one with the best
+    `monitor` (validation top-1: chosen on validation, never on test). Returns (the checkpoint,
+    its path, why each other path was passed over); (None, None, reasons) if none is usable."""
+    usable, passed_over = [], []
+    for path in paths:
+        saved, why = reusable_checkpoint(path, expected)
+        if saved is None:
+            passed_over.append(why)
+        elif monitor not in saved:
+            passed_over.append(f"{path} records no {monitor}")
+        else:
+            usable.append((saved, Path(path)))
+    if not usable:
+        return None, None, passed_over
+    usable.sort(key=lambda found: found[0][monitor], reverse=_better(monitor, 1.0, 0.0))
+    best, path = usable[0]
+    passed_over += [f"{p} has {monitor} {saved[monitor]:.4f} against {best[monitor]:.4f}"
+                    for saved, p in usable[1:]]
+    return best, path, passed_over
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved for `patience` epochs."""
 

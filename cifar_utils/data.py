@@ -143,6 +143,11 @@ def split_for(data: CifarData, cfg: Config, kind: str) -> Splits:
                  cfg.profile.test_images)
 
 
+def kfold_for(data: CifarData, cfg: Config, kind: str, k: int) -> list[Splits]:
+    """k folds of the images split_for keeps for this kind of training (its train and val)."""
+    return kfold(data, k, cfg.seed, cfg.budget(kind).train_images, cfg.profile.test_images)
+
+
 def _load_file(dataset: str, path: Path) -> CifarData:
     """Load an official archive given by its path, or an image-folder archive."""
     tv = TORCHVISION_CLASSES[dataset]
@@ -345,15 +350,38 @@ def split(data: CifarData, val_fraction: float, seed: int, train_size: int | Non
 
     train_size / test_size keep a class-balanced subset first (the profile's size).
     """
+    train, test = _kept(data, seed, train_size, test_size)
+    val_idx = stratified_indices(train.labels, round(len(train) * val_fraction), seed + 1)
+    keep = np.ones(len(train), dtype=bool)
+    keep[val_idx] = False
+    return Splits(train.take(np.flatnonzero(keep)), train.take(val_idx), test)
+
+
+def kfold(data: CifarData, k: int, seed: int, train_size: int | None = None,
+          test_size: int | None = None) -> list[Splits]:
+    """k-fold cross-validation: the kept training images dealt into k class-balanced folds;
+    split i validates on fold i and trains on the other k - 1. Every image is validated once."""
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        raise ValueError(f"k-fold cross-validation needs a whole number of folds of at least 2, not {k!r}.")
+    train, test = _kept(data, seed, train_size, test_size)
+    order = np.random.default_rng(seed + 1).permutation(len(train))
+    fold = np.empty(len(train), dtype=int)
+    for c in np.unique(train.labels):  # deal each class round-robin, so every fold has its share
+        members = order[train.labels[order] == c]
+        fold[members] = np.arange(len(members)) % k
+    return [Splits(train.take(np.flatnonzero(fold != i)), train.take(np.flatnonzero(fold == i)), test)
+            for i in range(k)]
+
+
+def _kept(data: CifarData, seed: int, train_size: int | None, test_size: int | None
+          ) -> tuple[ImageSet, ImageSet]:
+    """The class-balanced subsets of train and test a profile keeps (all when the size is None)."""
     train, test = data.train, data.test
     if train_size is not None and train_size < len(train):
         train = train.take(stratified_indices(train.labels, train_size, seed))
     if test_size is not None and test_size < len(test):
         test = test.take(stratified_indices(test.labels, test_size, seed))
-    val_idx = stratified_indices(train.labels, round(len(train) * val_fraction), seed + 1)
-    keep = np.ones(len(train), dtype=bool)
-    keep[val_idx] = False
-    return Splits(train.take(np.flatnonzero(keep)), train.take(val_idx), test)
+    return train, test
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

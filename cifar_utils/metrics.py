@@ -124,13 +124,19 @@ def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
     """
     model = prepare(copy.deepcopy(unwrap(model)), PLAIN, torch.device("cpu")).eval()
     x = torch.randn(1, 3, image_size, image_size)
-    times = []
     with torch.no_grad():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model(x)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+        return median_ms(lambda: model(x), runs, warmup)
+
+
+def median_ms(call, runs: int = 50, warmup: int = 5) -> float:
+    """Median wall time of call() in milliseconds, over `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000)
 
 

@@ -246,9 +246,77 @@ def class_templates(weight: torch.Tensor, classes: Sequence[str], ax=None):
 
 
 def accuracy_bars(records: Sequence[dict], ax=None):
-    """Test top-1 of each run as a horizontal bar."""
+    """Test top-1 of each run as a horizontal bar; runs over several seeds get their standard
+    deviation as an error bar (results.over_seeds's test_top1_std)."""
     ax = _axes(ax, figsize=(7, 3))
-    ax.barh([r["name"] for r in records], [r["test_top1"] for r in records])
-    ax.set_xlabel("test top-1")
+    spread = [r.get("test_top1_std", 0.0) for r in records]
+    ax.barh([r["name"] for r in records], [r["test_top1"] for r in records],
+            xerr=spread if any(spread) else None, capsize=3)
+    ax.set_xlabel("test top-1" + (" (mean ± std over seeds)" if any(spread) else ""))
     ax.grid(axis="x", alpha=0.3)
     return ax
+
+
+def _stretch(t: torch.Tensor) -> np.ndarray:
+    """Each (C, H, W) or (H, W) map of a batch stretched to 0-255 on its own, as uint8 numpy."""
+    t = t.detach().float().cpu()
+    dims = tuple(range(1, t.ndim))
+    low, high = t.amin(dim=dims, keepdim=True), t.amax(dim=dims, keepdim=True)
+    return ((t - low) / (high - low).clamp_min(1e-12) * 255).byte().numpy()
+
+
+def filters(weight: torch.Tensor, ncols: int = 16, ax=None):
+    """A first convolution's filters (out, 3, k, k) as small colour images, each stretched."""
+    images = _stretch(weight).transpose(0, 2, 3, 1)  # (out, k, k, 3)
+    ncols = min(ncols, len(images))
+    ax = _axes(ax, figsize=(ncols * 0.6, -(-len(images) // ncols) * 0.6))
+    ax.imshow(_tile(images, ncols, gap=1), interpolation="nearest")
+    ax.axis("off")
+    return ax
+
+
+def feature_maps(image: np.ndarray, maps: dict[str, torch.Tensor], channels: int = 8):
+    """One image, then per layer its first `channels` feature maps (grey, each stretched).
+    maps: layer name -> (1, C, H, W) as explain.feature_maps returns. Returns the figure."""
+    fig, axes = plt.subplots(len(maps), channels + 1, figsize=((channels + 1) * 1.1, len(maps) * 1.2),
+                             squeeze=False)
+    for row, (name, m) in zip(axes, maps.items()):
+        row[0].imshow(image, interpolation="nearest")
+        row[0].set_ylabel(f"{name}\n{tuple(m.shape[1:])}", fontsize=7)
+        for ax, fmap in zip(row[1:], _stretch(m[0, :channels])):
+            ax.imshow(fmap, cmap="gray", interpolation="nearest")
+        for ax in row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return fig
+
+
+def grad_cam(images: np.ndarray, maps: torch.Tensor, titles: Sequence[str], ncols: int = 8):
+    """Each image with its Grad-CAM map laid over it (bright: where the class evidence is).
+    Returns the figure."""
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(ncols * 1.5, nrows * 3.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, cam, title) in enumerate(zip(images, maps.detach().cpu().numpy(), titles)):
+        r, c = divmod(i, ncols)
+        axes[2 * r, c].imshow(image, interpolation="nearest")
+        axes[2 * r, c].set_title(title, fontsize=8)
+        axes[2 * r + 1, c].imshow(image, interpolation="nearest")
+        axes[2 * r + 1, c].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+    return fig
+
+
+def mixed_batch(images: torch.Tensor, soft_labels: torch.Tensor, classes: Sequence[str]):
+    """Mixed images (B, 3, H, W) in [0, 1], each titled with its two largest label shares.
+    Returns the figure."""
+    pictures = (images.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    fig, axes = plt.subplots(1, len(pictures), figsize=(len(pictures) * 1.5, 2), squeeze=False)
+    for ax, picture, soft in zip(axes[0], pictures, soft_labels.cpu()):
+        shares, which = soft.topk(2)
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_title("\n".join(f"{share:.2f} {classes[c]}" for share, c in zip(shares.tolist(),
+                                                                              which.tolist()) if share > 0),
+                     fontsize=8)
+        ax.axis("off")
+    return fig

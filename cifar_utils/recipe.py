@@ -23,7 +23,7 @@ from .loaders import Loaders
 from .metrics import evaluate
 from .precision import PLAIN, ComputeFormat, prepare
 from .settings import seed_everything
-from .train import Callback, fit, train_seconds
+from .train import BatchTransform, Callback, fit, train_seconds
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Run:
     train_images: int  # images in the training split; with the epochs, the budget
     compute_format: ComputeFormat = PLAIN  # a model never prepared computes in PyTorch's default
     checkpoint: Path | None = None  # where the best epoch's weights are, if kept
+    test_flip: dict[str, float] | None = None  # the test scores with flip TTA, when asked for
 
     @property
     def epochs(self) -> int:
@@ -49,9 +50,16 @@ class Run:
 
     def summary(self) -> str:
         """One line: the test score and the budget that bought it."""
-        return (f"{self.name}: test top-1 {self.test['top1']:.1%}, top-5 {self.test['top5']:.1%} "
+        flip = f" ({self.test_flip['top1']:.1%} with flip TTA)" if self.test_flip else ""
+        return (f"{self.name}: test top-1 {self.test['top1']:.1%}{flip}, top-5 {self.test['top5']:.1%} "
                 f"after {self.epochs} epochs on {self.train_images:,} images "
                 f"({self.train_seconds:.0f} s of training, {self.compute_format.name})")
+
+    def score_with_flip(self, test_loader) -> dict[str, float]:
+        """Score the test set again with flip test-time augmentation (the mean of each image's
+        logits and its mirror image's), keep it in test_flip and return it."""
+        self.test_flip = evaluate(self.model, test_loader, self.device, flip_tta=True)
+        return self.test_flip
 
 
 def sgd(param_groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -73,17 +81,20 @@ def train(name: str, model: nn.Module, loaders: Loaders, *, epochs: int, lr: flo
           device: torch.device, seed: int = 0, param_groups: list[dict] | None = None,
           optimizer: Callable[[list[dict], float], torch.optim.Optimizer] = sgd,
           schedule: Callback | None = None, callbacks: Sequence[Callback] = (),
-          loss_fn: Callable | None = None, checkpoint: Path | None = None,
-          metadata: dict | None = None, compute_format: ComputeFormat | None = None) -> Run:
+          loss_fn: Callable | None = None, batch_transform: BatchTransform | None = None,
+          checkpoint: Path | None = None, metadata: dict | None = None,
+          compute_format: ComputeFormat | None = None, flip_tta: bool = False) -> Run:
     """Train `model` with the course's recipe and score it on the test set once, at the end.
 
     lr: peak learning rate per 128 images (each of param_groups may set its own "lr", also
         per 128 images); the recipe scales every rate by sqrt(batch size / 128).
     schedule: a schedule callback; None is a one-cycle schedule over the whole run.
+    loss_fn, batch_transform: as train.fit takes them (label smoothing, distillation; MixUp).
     checkpoint: keep the epoch with the best validation top-1 there (with `metadata` and the
         normalisation) and end with its weights.
     compute_format: None for speed.choose (the hardware's default unless $CIFAR_COURSE_FORMAT
         says otherwise).
+    flip_tta: also score the test set with flip test-time augmentation (Run.test_flip).
     """
     seed_everything(seed)  # dropout, shuffling and augmentation of this run
     compute_format = compute_format or speed.choose(model, loaders.batch_size, device)
@@ -97,9 +108,12 @@ def train(name: str, model: nn.Module, loaders: Loaders, *, epochs: int, lr: flo
             "train_images": loaders.train_images, **(metadata or {})}))
     history = fit(prepared, loaders.train, loaders.val, epochs=epochs,
                   optimizer=optimizer(groups, scaled_lr(lr, loaders.batch_size)), device=device,
-                  loss_fn=loss_fn, callbacks=fit_callbacks, desc=name)
+                  loss_fn=loss_fn, callbacks=fit_callbacks, batch_transform=batch_transform,
+                  desc=name)
     run = Run(name, prepared, history, evaluate(prepared, loaders.test, device), device,
               loaders.train_images, compute_format, checkpoint)
+    if flip_tta:
+        run.score_with_flip(loaders.test)
     print(run.summary())
     return run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from .data import CifarData
@@ -46,13 +47,42 @@ def run_record(run: Run, **extra) -> dict:
     return {"name": run.name, "params": count_parameters(run.model), "epochs": run.epochs,
             "train_images": run.train_images, "train_seconds": round(run.train_seconds, 2),
             "test_top1": run.test["top1"], "test_top5": run.test["top5"],
-            "device": run.device.type, "compute_format": run.compute_format.name, **extra,
+            "device": run.device.type, "compute_format": run.compute_format.name,
+            **({"test_top1_flip": run.test_flip["top1"]} if run.test_flip else {}), **extra,
             "history": curve}
+
+
+def over_seeds(runs: list[Run], **extra) -> dict:
+    """One arm trained once per seed, as one entry: test top-1 and top-5 (and flip TTA's top-1,
+    and the training seconds) are the means over the seeds, with test_top1_std, each seed's
+    test top-1 in test_top1_per_seed, and `seeds` (how many). The curve is the first seed's."""
+    record = run_record(runs[0], **extra)
+    top1 = [run.test["top1"] for run in runs]
+    record.update(seeds=len(runs), test_top1=mean_std(top1)[0], test_top1_std=mean_std(top1)[1],
+                  test_top1_per_seed=top1,
+                  test_top5=mean_std([run.test["top5"] for run in runs])[0],
+                  train_seconds=round(mean_std([run.train_seconds for run in runs])[0], 2))
+    if all(run.test_flip for run in runs):
+        record["test_top1_flip"] = mean_std([run.test_flip["top1"] for run in runs])[0]
+    return record
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def within_spread(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether two (mean, std) differ by less than their standard deviations added: a difference
+    that small may be noise."""
+    return abs(a[0] - b[0]) < a[1] + b[1]
 
 
 FORMATS = {"test_top1": "{:.1%}", "test_top5": "{:.1%}", "params": "{:,}", "train_images": "{:,}",
            "train_seconds": "{:.1f}", "flops": lambda f: f"{f / 1e6:,.1f} M", "size_mb": "{:.1f}",
-           "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}"}
+           "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}",
+           "test_top1_flip": "{:.1%}", "test_top1_std": "{:.1%}", "onnx_latency_ms": "{:.1f}",
+           "onnx_max_abs_diff": "{:.1e}"}
 
 
 def table(records: list[dict], columns: list[str]):

@@ -36,10 +36,11 @@ class Budget:
 
     epochs: int
     train_images: int | None = None  # training images kept before the validation split (None: all)
+    seeds: int = 1  # how many times each arm trains, with seeds SEED, SEED + 1, ...: mean ± std
 
 
 # The kinds of training the notebooks do, each with its own budget.
-KINDS = ("logistic_regression", "simple_cnn", "resnet18_cifar", "fine_tune", "student")
+KINDS = ("logistic_regression", "simple_cnn", "resnet18_cifar", "fine_tune", "student", "tricks")
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class Profile:
     description: str = field(default="", compare=False)
 
 
-def _profile(name, epochs, train_images, test_images, batch_size, description) -> Profile:
-    budgets = {kind: Budget(epochs[kind], train_images.get(kind)) for kind in KINDS}
+def _profile(name, epochs, train_images, test_images, batch_size, description, seeds=None) -> Profile:
+    budgets = {kind: Budget(epochs[kind], train_images.get(kind), (seeds or {}).get(kind, 1))
+               for kind in KINDS}
     return Profile(name, budgets, test_images, 0.1, batch_size, description)
 
 
@@ -63,29 +65,30 @@ PROFILES: dict[str, Profile] = {
     "smoke": _profile(
         "smoke",
         epochs={"logistic_regression": 2, "simple_cnn": 3, "resnet18_cifar": 2, "fine_tune": 2,
-                "student": 2},
-        train_images={"resnet18_cifar": 500, "fine_tune": 500, "student": 500},
+                "student": 2, "tricks": 2},
+        train_images={"resnet18_cifar": 500, "fine_tune": 500, "student": 500, "tricks": 1000},
         test_images=1000, batch_size=64,
         description="the bundled sample, a few steps: seconds per notebook on a CPU, for tests"),
     "laptop": _profile(
         "laptop",
         epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "fine_tune": 3,
-                "student": 3},
-        # a ResNet18 step costs ~30 SimpleCNN steps on a CPU: the ResNets see a fifth of the images
-        train_images={"resnet18_cifar": 10000, "fine_tune": 10000, "student": 10000},
+                "student": 3, "tricks": 8},
+        # a ResNet18 step costs ~30 SimpleCNN steps on a CPU: the ResNets see a fifth of the images;
+        # 07 trains six SimpleCNNs, each on 20,000 images
+        train_images={"resnet18_cifar": 10000, "fine_tune": 10000, "student": 10000, "tricks": 20000},
         test_images=None, batch_size=128,
         description="real CIFAR, minutes per notebook on a laptop CPU"),
     "short": _profile(
         "short",
         epochs={"logistic_regression": 5, "simple_cnn": 10, "resnet18_cifar": 8, "fine_tune": 3,
-                "student": 8},
+                "student": 8, "tricks": 15},
         train_images={}, test_images=None, batch_size=512,
         description="all of CIFAR, a few epochs: minutes per notebook on one GPU (assignments)"),
     "full": _profile(
         "full",
         epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "fine_tune": 10,
-                "student": 30},
-        train_images={}, test_images=None, batch_size=512,
+                "student": 30, "tricks": 30},
+        train_images={}, test_images=None, batch_size=512, seeds={"tricks": 3},
         description="all of CIFAR and enough epochs for headline accuracy on one GPU"),
 }
 

@@ -54,6 +54,10 @@ def _text_when_closed() -> type:
     return TextWhenClosed
 
 
+# (images, labels) -> (images, labels) for each training batch: MixUp, CutMix
+BatchTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 @dataclass
 class FitState:
     """What callbacks see and may change while fit() runs."""
@@ -82,13 +86,17 @@ class Callback:
 def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
         optimizer: torch.optim.Optimizer, device: torch.device,
         loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] = (), show_progress: bool = True,
-        desc: str = "train") -> list[dict]:
+        callbacks: Sequence[Callback] = (), batch_transform: BatchTransform | None = None,
+        show_progress: bool = True, desc: str = "train") -> list[dict]:
     """Train for `epochs`, validating after each; return one record per epoch.
 
     A record holds epoch, lr, train_loss, train_top1, val_loss, val_top1, val_top5 and
     seconds (training time of the epoch, validation excluded). loss_fn(logits, targets,
     inputs) defaults to cross-entropy; distillation uses the inputs to ask its teacher.
+    batch_transform(images, labels) changes each training batch on the device before the
+    model sees it: MixUp and CutMix (torchvision.transforms.v2) return mixed images and soft
+    labels (B, classes), which cross-entropy takes as they are; train_top1 then counts the
+    label with the largest share.
     Precision and memory layout belong to the model (precision.prepare), not to the loop; a
     model prepared for fp16 trains with a GradScaler, which skips the steps whose gradients
     overflowed and lowers its scale.
@@ -107,7 +115,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
             cb.on_epoch_start(state)
         lr = optimizer.param_groups[-1]["lr"]  # the head's rate when groups differ
         start = time.perf_counter()
-        train = _train_epoch(state, train_loader, loss_fn, device, callbacks)
+        train = _train_epoch(state, train_loader, loss_fn, device, callbacks, batch_transform)
         seconds = time.perf_counter() - start
         val = evaluate(model, val_loader, device)
         record = {"epoch": state.epoch, "lr": lr, **train,
@@ -146,7 +154,7 @@ def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
     scaler.update()
 
 
-def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
+def _train_epoch(state: FitState, loader, loss_fn, device, callbacks, batch_transform) -> dict:
     """One pass over the training data; sums stay on the device until the epoch ends."""
     model, optimizer = state.model, state.optimizer
     loss_sum = torch.zeros((), device=device)
@@ -154,12 +162,15 @@ def _train_epoch(state: FitState, loader, loss_fn, device, callbacks) -> dict:
     seen = 0
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if batch_transform is not None:
+            x, y = batch_transform(x, y)  # y may become soft labels (B, classes)
         logits = model(x)  # (B, classes)
         loss = loss_fn(logits, y, x)
         step(loss, optimizer, state.scaler)
         state.step += 1
         loss_sum += loss.detach().float() * len(y)
-        correct += topk_correct(logits.detach(), y, (1,))[0]
+        hard = y if y.ndim == 1 else y.argmax(dim=1)  # a mixed image counts as its larger part
+        correct += topk_correct(logits.detach(), hard, (1,))[0]
         seen += len(y)
         for cb in callbacks:
             cb.on_batch_end(state)

@@ -26,7 +26,7 @@ needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
 
 def test_every_notebook_has_exercises_a_written_answer_and_unique_ids():
     names = [p.stem[:2] for p in WITH_EXERCISES]
-    assert names == ["00", "01", "02", "03", "04", "05", "06"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06", "07"]
     seen = []
     for path in WITH_EXERCISES:
         nb = nbformat.read(path, as_version=4)

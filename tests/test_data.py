@@ -197,6 +197,24 @@ def test_split_is_seeded_stratified_and_disjoint():
     assert not np.array_equal(other.val.images, val.images)
 
 
+def test_kfold_validates_every_kept_image_exactly_once_in_balanced_folds():
+    cifar = data.load("cifar10", "sample")
+    folds = data.kfold(cifar, 5, seed=0, train_size=2000, test_size=300)
+    kept = data.split(cifar, 0.1, seed=0, train_size=2000).train.images  # the same kept subset
+    assert len(folds) == 5 and all(len(f.val) == 400 and len(f.train) == 1600 for f in folds)
+    assert all(np.array_equal(np.bincount(f.val.labels), np.full(10, 40)) for f in folds)
+    held_out = [img.tobytes() for f in folds for img in f.val.images]
+    assert len(held_out) == len(set(held_out)) == 2000
+    assert {img.tobytes() for img in kept} <= set(held_out)
+    for f in folds:  # a fold never trains on what it validates on
+        assert not {img.tobytes() for img in f.train.images} & {img.tobytes() for img in f.val.images}
+        assert len(f.test) == 300
+    again = data.kfold(cifar, 5, seed=0, train_size=2000, test_size=300)
+    assert np.array_equal(again[2].val.images, folds[2].val.images)
+    with pytest.raises(ValueError, match="at least 2, not 1"):
+        data.kfold(cifar, 1, seed=0)
+
+
 def test_channel_stats_match_numpy():
     images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     mean, std = data.channel_stats(images)

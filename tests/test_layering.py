@@ -7,7 +7,7 @@ import cifar_utils
 
 PACKAGE = Path(cifar_utils.__file__).parent
 # bottom to top; the order __init__'s docstring explains
-LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "precision", "speed", "metrics",
+LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "precision", "explain", "speed", "metrics", "export",
           "losses", "train", "callbacks", "lr_finder", "recipe", "results", "plots",
           "course._child", "course.report", "course.runner", "course.assignments", "course.bench", "course.__main__"]
 

@@ -29,6 +29,8 @@ ARMS = {  # the runs each notebook records: one per arm it compares
                            "full_fine_tune"],
     "05_mobilenet": ["mobilenet_v3_small", "mobilenet_v2", "resnet18"],
     "06_distillation": ["teacher_resnet18_cifar", "student_alone", "student_distilled"],
+    "07_training_tricks": ["plain", "label_smoothing", "mixup", "cutmix", "cosine", "plateau",
+                           "plain_flip_tta"],
 }
 
 
@@ -73,6 +75,20 @@ def test_03_compares_simple_cnn_with_the_resnet_on_the_resnets_budget(smoke_cour
 def test_each_notebook_says_there_is_no_reference_for_the_smoke_profile(notebook, smoke_course):
     executed = (smoke_course / notebook.name).read_text()
     assert "no reference for the smoke profile on cifar10 yet" in executed
+
+
+def test_07_records_one_run_per_trick_with_its_flip_tta_score(smoke_course):
+    record = results.read(smoke_course / "07_training_tricks.json")
+    runs = {r["name"]: r for r in record["runs"]}
+    assert record["seeds"] == [0] and all(r["seeds"] == 1 for r in runs.values())
+    tricks = [r["trick"] for r in runs.values()]
+    assert len(set(tricks)) == len(tricks) and all(tricks)
+    budget = {(r["epochs"], r["train_images"]) for r in runs.values()}
+    assert len(budget) == 1  # one budget for every arm
+    assert all(0 < r["test_top1_flip"] <= 1 for r in runs.values())
+    assert runs["plain_flip_tta"]["test_top1"] == runs["plain"]["test_top1_flip"]
+    executed = (smoke_course / "07_training_tricks.ipynb").read_text()
+    assert "one seed: no spread measured" in executed and "mix_batch: correct" in executed
 
 
 def test_simple_cnn_beats_logistic_regression_on_the_sample(smoke_course):

@@ -79,3 +79,37 @@ def test_the_shipped_references_are_results_files_that_say_where_they_came_from(
         assert {"machine", "data", "date"} <= set(record["measured"])
     laptop = {p.stem for p in files if p.parent.name == "laptop"}
     assert laptop == {p.stem for p in (results.REFERENCE_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+
+
+def test_an_arm_over_seeds_is_one_entry_with_mean_std_and_each_seed():
+    runs = [a_run(), a_run(), a_run()]
+    for run, top1, flip in zip(runs, (0.30, 0.40, 0.35), (0.32, 0.41, 0.39)):
+        run.test = {"loss": 1.0, "top1": top1, "top5": top1 + 0.4}
+        run.test_flip = {"loss": 1.0, "top1": flip, "top5": 0.9}
+    record = results.over_seeds(runs, trick="none")
+    assert record["seeds"] == 3 and record["trick"] == "none"
+    assert record["test_top1"] == pytest.approx(0.35) and record["test_top5"] == pytest.approx(0.75)
+    assert record["test_top1_std"] == pytest.approx(0.05)  # sample std of 0.30, 0.40, 0.35
+    assert record["test_top1_per_seed"] == [0.30, 0.40, 0.35]
+    assert record["test_top1_flip"] == pytest.approx((0.32 + 0.41 + 0.39) / 3)
+    assert record["train_seconds"] == 2.25
+
+
+def test_within_spread_compares_a_difference_with_the_deviations_added():
+    assert results.within_spread((0.50, 0.01), (0.52, 0.015))  # 2 points apart, 2.5 of spread
+    assert not results.within_spread((0.50, 0.005), (0.52, 0.01))
+    assert not results.within_spread((0.50, 0.0), (0.51, 0.0))  # single seeds: no spread to hide in
+    assert results.mean_std([0.4]) == (0.4, 0.0)
+
+
+def test_a_run_scored_with_flip_tta_records_it_beside_the_plain_score():
+    torch.manual_seed(0)
+    run = a_run()
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    flip = run.score_with_flip([(x, y)])
+    with torch.no_grad():
+        expected = (run.model(x) + run.model(x.flip(3))) / 2
+    assert flip["top1"] == (expected.argmax(1) == y).float().mean().item()
+    assert results.run_record(run)["test_top1_flip"] == flip["top1"]
+    assert "with flip TTA" in run.summary()
+    assert "test_top1_flip" not in results.run_record(a_run())

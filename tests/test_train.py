@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from cifar_utils import callbacks, data, loaders, models, settings, train
 
@@ -203,6 +204,21 @@ def test_a_damaged_or_foreign_checkpoint_is_not_reused_and_says_why(tmp_path):
     assert callbacks.reusable_checkpoint(path, expected)[0]["profile"] == "laptop"
 
 
+def test_the_strongest_checkpoint_is_chosen_on_validation_among_the_usable_ones(tmp_path):
+    expected = {"dataset": "cifar10", "profile": "laptop"}
+    scratch, fine_tuned, foreign, missing = (tmp_path / f"{n}.pt" for n in ("scratch", "tuned", "foreign", "none"))
+    callbacks.save_checkpoint(scratch, {"model": {}, "val_top1": 0.61, "name": "scratch", **expected})
+    callbacks.save_checkpoint(fine_tuned, {"model": {}, "val_top1": 0.83, "name": "tuned", **expected})
+    callbacks.save_checkpoint(foreign, {"model": {}, "val_top1": 0.99, "dataset": "cifar10", "profile": "full"})
+    saved, path, notes = callbacks.strongest_checkpoint([scratch, fine_tuned, foreign, missing], expected)
+    assert (saved["name"], path) == ("tuned", fine_tuned)  # the foreign one scores higher but is not usable
+    assert len(notes) == 3 and any("0.6100 against 0.8300" in n for n in notes)
+    assert any("made for another profile" in n for n in notes) and any("no checkpoint at" in n for n in notes)
+    assert callbacks.strongest_checkpoint([missing], expected)[:2] == (None, None)
+    saved, path, _ = callbacks.strongest_checkpoint([scratch, fine_tuned], expected, monitor="val_loss")
+    assert saved is None  # neither records a validation loss: nothing to compare them on
+
+
 def test_count_trainable_sees_freezing_epoch_by_epoch():
     _, batches, _ = linear_setup()
     body, head = torch.nn.Linear(3072, 8), torch.nn.Linear(8, 10)
@@ -235,3 +251,37 @@ def test_a_finished_widget_bar_leaves_a_text_line_in_the_saved_notebook(monkeypa
     assert texts[0].startswith("epochs: 100%") and "3/3" in texts[0]
     assert texts[1].startswith("stopped:") and "1/3" in texts[1]  # a bar an error stopped, too
     assert outputs[-1].output_type == "error"  # the division by zero
+
+
+@pytest.mark.parametrize("mix", [v2.MixUp, v2.CutMix], ids=["mixup", "cutmix"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_mixed_batches_mix_labels_in_the_proportion_of_pixels(mix, seed):
+    torch.manual_seed(seed)
+    n = 4
+    labels = torch.arange(n)
+    images = (labels + 1.0).view(n, 1, 1, 1).expand(n, 3, 16, 16).clone()  # image i: every pixel i + 1
+    mixed, soft = mix(num_classes=n)(images, labels)
+    assert soft.shape == (n, n) and torch.allclose(soft.sum(1), torch.ones(n))
+    for i in range(n):
+        other = (i - 1) % n  # torchvision mixes each image with the one before it in the batch
+        own_share = ((mixed[i] - (other + 1.0)) / (i - other)).mean()  # of the pixels, image i's part
+        assert soft[i, i].item() == pytest.approx(own_share.item(), abs=1e-5)
+        assert soft[i, other].item() == pytest.approx(1 - own_share.item(), abs=1e-5)
+
+
+def test_fit_mixes_training_batches_only_and_learns_from_soft_labels(sample_split):
+    torch.manual_seed(0)
+    dl = tiny_loaders(sample_split)
+    seen = []
+
+    def mixup(x, y):
+        seen.append(len(y))
+        return v2.MixUp(num_classes=10)(x, y)
+
+    model = models.build("simple_cnn", 10)
+    history = train.fit(model, dl.train, dl.val, epochs=3, device=CPU, batch_transform=mixup,
+                        optimizer=torch.optim.SGD(model.parameters(), lr=0.03, momentum=0.9),
+                        show_progress=False)
+    assert len(seen) == 3 * len(dl.train)  # every training batch, no validation batch
+    assert history[-1]["val_top1"] > 0.2  # chance is 0.1
+    assert 0 < history[-1]["train_top1"] < 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-import statistics
 from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
@@ -144,14 +143,14 @@ def across_seeds(folders: list[Path]) -> list[dict]:
     for folder in folders:
         for row in collect(folder)[0]:
             by_run.setdefault((row["notebook"], row["name"]), []).append(row["test_top1"])
-    rows = [{"notebook": nb, "name": name, "seeds": len(v), "mean": statistics.fmean(v),
-             "std": statistics.stdev(v) if len(v) > 1 else 0.0, "values": v}
-            for (nb, name), v in by_run.items()]
+    rows = [{"notebook": nb, "name": name, "seeds": len(v), **dict(zip(("mean", "std"), results.mean_std(v))),
+             "values": v} for (nb, name), v in by_run.items()]
     best = {row["notebook"]: row for row in sorted(rows, key=lambda r: r["mean"])}  # highest mean wins
     for row in rows:
         top = best[row["notebook"]]
         row["behind_best"] = top["mean"] - row["mean"]
-        row["within_spread"] = row is not top and row["behind_best"] < row["std"] + top["std"]
+        row["within_spread"] = row is not top and results.within_spread(
+            (row["mean"], row["std"]), (top["mean"], top["std"]))
     return rows
 
 

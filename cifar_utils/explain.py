@@ -1,0 +1,82 @@
+"""What a network looks at: first-layer filters, feature maps, and Grad-CAM.
+
+Each reads a model through forward (and backward) hooks: a hook is a function PyTorch calls
+with a layer's output as the model runs, so nothing in the model has to change.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .precision import unwrap
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    """The model's first convolution: its filters look at the pixels themselves."""
+    for module in unwrap(model).modules():
+        if isinstance(module, nn.Conv2d):
+            return module
+    raise ValueError(f"{type(unwrap(model)).__name__} has no convolution")
+
+
+def fp32_copy(model: nn.Module) -> nn.Module:
+    """A copy of the model in fp32 and eval mode, on the CPU: what a picture of it needs."""
+    return copy.deepcopy(unwrap(model)).float().cpu().eval()
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The output of each named layer (model.get_submodule names) for a batch: name -> (B, C, H, W)."""
+    outputs = {}
+    hooks = [model.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: outputs.__setitem__(name, out.detach().clone()))
+        for name in layers]
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {name: outputs[name] for name in layers}
+
+
+def grad_cam(model: nn.Module, layer: str, x: torch.Tensor,
+             classes: torch.Tensor | None = None) -> torch.Tensor:
+    """Grad-CAM (Selvaraju et al., 2017): where in each image the evidence for a class lies.
+
+    Take the named layer's feature maps A (B, C, h, w) and the gradient of the class score
+    with respect to them; weight each channel by its mean gradient (how much the score grows
+    with that channel), sum the weighted maps, keep the positive part, and scale the map up
+    to the input's size. classes: one class per image (default: the predicted one).
+    Name a block or an activation, not a convolution whose output an in-place ReLU overwrites.
+    Returns (B, H, W), each map scaled to [0, 1].
+    """
+    target = model.get_submodule(layer)
+    saved = {}
+
+    def keep(module, args, out):
+        out.retain_grad()  # a layer's output is not a leaf: ask autograd to keep its gradient
+        saved["maps"] = out
+
+    hook = target.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            scores = model(x.detach().requires_grad_(False))  # (B, classes)
+            if classes is None:
+                classes = scores.argmax(dim=1)
+            scores.gather(1, classes.view(-1, 1)).sum().backward()
+    finally:
+        hook.remove()
+    maps = saved["maps"]
+    if maps.grad is None:
+        raise ValueError(f"no gradient reached {layer!r}: name a layer the class scores depend on")
+    weights = maps.grad.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+    cam = F.relu((weights * maps.detach()).sum(dim=1, keepdim=True))  # (B, 1, h, w)
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)
+    model.zero_grad(set_to_none=True)
+    return cam / peak.view(-1, 1, 1)

@@ -1,0 +1,84 @@
+"""Grad-CAM on a model built to look at one thing, feature maps and filters through hooks."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+from torch import nn
+
+from cifar_utils import explain, models, plots, precision
+
+
+def bright_spot_detector() -> nn.Module:
+    """Class 0 is 'something bright': its score is the mean of a map that lights up where the
+    image is bright; class 1 is the opposite. A stride-2 conv makes the map half the input's size."""
+    model = nn.Sequential()
+    model.features = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU())
+    model.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    model.head = nn.Linear(4, 2)
+    with torch.no_grad():
+        model.features[0].weight.zero_()
+        model.features[0].weight[0, :, 1, 1] = 1.0  # channel 0: the brightness at each position
+        model.features[0].bias.zero_()
+        model.head.weight.zero_()
+        model.head.weight[0, 0], model.head.weight[1, 0] = 1.0, -1.0
+        model.head.bias.zero_()
+    return model.eval()
+
+
+def planted(top: int, left: int, size: int = 6) -> torch.Tensor:
+    x = torch.zeros(1, 3, 32, 32)
+    x[:, :, top:top + size, left:left + size] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("top, left", [(20, 4), (3, 22)])
+def test_grad_cam_has_the_input_size_and_peaks_on_the_planted_object(top, left):
+    cam = explain.grad_cam(bright_spot_detector(), "features", planted(top, left), torch.tensor([0]))
+    assert cam.shape == (1, 32, 32)
+    assert cam.max().item() == pytest.approx(1.0)
+    row, col = divmod(cam[0].argmax().item(), 32)
+    assert top <= row < top + 6 and left <= col < left + 6
+    inside = cam[0, top:top + 6, left:left + 6].mean()
+    outside = cam[0].sum() - cam[0, top:top + 6, left:left + 6].sum()
+    assert inside > 0.5 and outside / (32 * 32 - 36) < 0.1 * inside
+
+
+def test_grad_cam_defaults_to_the_predicted_class_and_leaves_no_gradients():
+    model = bright_spot_detector()
+    x = torch.cat([planted(20, 4), planted(3, 22)])
+    assert torch.equal(explain.grad_cam(model, "features", x),
+                       explain.grad_cam(model, "features", x, torch.tensor([0, 0])))
+    assert all(p.grad is None for p in model.parameters())
+    assert not x.requires_grad
+
+
+def test_feature_maps_are_each_layers_output_and_the_hooks_are_removed():
+    model = models.build("simple_cnn", 10, seed=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    maps = explain.feature_maps(model, x, ["features.0", "features.3"])
+    assert maps["features.0"].shape == (2, 32, 32, 32) and maps["features.3"].shape == (2, 64, 16, 16)
+    assert torch.equal(maps["features.0"], model.features[0](x))
+    assert not model.features[0]._forward_hooks
+
+
+def test_first_conv_and_the_fp32_copy_see_through_a_prepared_model():
+    model = models.build("resnet18_cifar", 10, seed=0)
+    fmt = precision.ComputeFormat(torch.bfloat16, torch.channels_last)
+    prepared = precision.prepare(model, fmt, torch.device("cpu"))
+    assert explain.first_conv(prepared) is model.stem[0]
+    copy = explain.fp32_copy(prepared)
+    assert not copy.training and all(p.dtype == torch.float32 for p in copy.parameters())
+    assert explain.grad_cam(copy, "layer4", torch.randn(2, 3, 32, 32)).shape == (2, 32, 32)
+
+
+def test_the_pictures_draw():
+    model = models.build("simple_cnn", 10, seed=0).eval()
+    image = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8).numpy()
+    assert plots.filters(explain.first_conv(model).weight).images
+    maps = explain.feature_maps(model, torch.randn(1, 3, 32, 32), ["features.0", "features.3"])
+    assert len(plots.feature_maps(image, maps).axes) == 2 * 9
+    cams = explain.grad_cam(model, "features.4", torch.randn(3, 3, 32, 32))
+    assert len(plots.grad_cam([image] * 3, cams, ["a", "b", "c"], ncols=3).axes) == 6

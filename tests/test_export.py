@@ -1,0 +1,40 @@
+"""ONNX export checked in ONNX Runtime against PyTorch, and the message when it cannot run."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_utils import export, models, precision
+
+pytestmark = pytest.mark.skipif(export.missing() is not None, reason=str(export.missing()))
+
+
+def test_a_prepared_model_exports_as_fp32_and_agrees_with_pytorch(tmp_path):
+    model = models.build("resnet18_cifar", 10, seed=0)
+    prepared = precision.prepare(model, precision.ComputeFormat(torch.bfloat16, True), torch.device("cpu"))
+    path = export.to_onnx(prepared, tmp_path / "deep" / "resnet.onnx")
+    session = export.session(path)
+    images = torch.randn(5, 3, 32, 32)  # a batch size the export never saw
+    assert export.run(session, images).shape == (5, 10)
+    difference = export.largest_difference(prepared, session, images)
+    assert difference < 1e-3
+    with torch.no_grad():  # the check compares with fp32, not with the bf16 the model trains in
+        bf16 = prepared.eval()(images).float().numpy()
+    assert np.abs(export.run(session, images) - bf16).max() > difference
+
+
+def test_an_upsampling_model_exports_and_times(tmp_path):
+    model = models.Upsampled(models.build("mobilenet_v3_small", 10, seed=0), 64).eval()
+    session = export.session(export.to_onnx(model, tmp_path / "m.onnx"))
+    assert export.largest_difference(model, session, torch.randn(3, 3, 32, 32)) < 1e-3
+    assert 0 < export.latency_ms(session, runs=3, warmup=1) < 1000
+
+
+def test_missing_packages_are_named_with_the_command_that_installs_them(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    message = export.missing()
+    assert "onnxruntime not installed" in message and "pip install onnxruntime" in message
