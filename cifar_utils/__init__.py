@@ -9,11 +9,13 @@ The modules, from the bottom layer up (each imports only modules listed before i
     loaders        the torchvision pipeline and make_loaders for either path
     models         the course's models, torchvision's ImageNet models, the registry
     precision      the precision and memory layout a model computes in, applied to the model
+    explain        what a network looks at: filters, feature maps, Grad-CAM (through hooks)
     speed          throughput, and the compute formats timed against each other
-    metrics        top-k accuracy, evaluation, confusion matrices, FLOPs, latency, size
+    metrics        top-k accuracy, evaluation (with flip TTA), confusion matrices, FLOPs, latency, size
+    export         ONNX export, checked and timed in ONNX Runtime
     losses         cross-entropy and knowledge distillation
-    train          fit(), the one training loop, and its callback protocol
-    callbacks      schedules, checkpoints, early stopping, freezing
+    train          fit(), the one training loop (with batch transforms: MixUp, CutMix), its callbacks' protocol
+    callbacks      schedules, checkpoints (and the strongest of several), early stopping, freezing
     lr_finder      the learning-rate range test
     recipe         the one training recipe and the Run it returns
     results        the results JSON of every notebook
@@ -26,6 +28,8 @@ The tooling around the course (runner, report, assignments, benchmark) is the su
 from . import (
     callbacks,
     data,
+    explain,
+    export,
     loaders,
     losses,
     lr_finder,
@@ -44,7 +48,7 @@ from .recipe import Run
 from .settings import Config, resolve
 from .train import Callback, fit
 
-__all__ = ["callbacks", "data", "loaders", "losses", "lr_finder", "metrics", "models", "plots", "precision",
+__all__ = ["callbacks", "data", "explain", "export", "loaders", "losses", "lr_finder", "metrics", "models", "plots", "precision",
            "recipe", "results", "settings", "speed", "train", "CifarData", "DataError", "ImageSet",
            "Splits", "Run", "Config", "resolve", "Callback", "fit"]
 __version__ = "0.1.0"

@@ -6,13 +6,14 @@ nbval executes every notebook once more as part of the test command (`--nbval-la
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils import results
+from cifar_utils import callbacks, data, models, results, settings
 from cifar_utils.course import runner
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -89,6 +90,31 @@ def test_07_records_one_run_per_trick_with_its_flip_tta_score(smoke_course):
     assert runs["plain_flip_tta"]["test_top1"] == runs["plain"]["test_top1_flip"]
     executed = (smoke_course / "07_training_tricks.ipynb").read_text()
     assert "one seed: no spread measured" in executed and "mix_batch: correct" in executed
+
+
+def test_01_records_its_fold_accuracies(smoke_course):
+    kfold = results.read(smoke_course / "01_logistic_regression.json")["kfold"]
+    assert kfold["folds"] == 5 == len(kfold["val_top1"])
+    assert all(0.1 < v < 1 for v in kfold["val_top1"])  # each fold beats chance on real images
+    assert min(kfold["val_top1"]) <= kfold["mean"] <= max(kfold["val_top1"]) and kfold["std"] > 0
+
+
+def test_05_checks_each_exported_model_in_onnx_runtime(smoke_course):
+    runs = results.read(smoke_course / "05_mobilenet.json")["runs"]
+    for run in runs:
+        assert run["onnx_max_abs_diff"] < 1e-3, run["name"]
+        assert run["onnx_latency_ms"] > 0 and run["cpu_latency_ms"] > 0
+        assert (smoke_course / "onnx" / f"cifar10_{run['name']}.onnx").stat().st_size > 1e5
+
+
+def test_03_shows_filters_feature_maps_and_grad_cam(smoke_course):
+    cells = json.loads((smoke_course / "03_resnet18.ipynb").read_text())["cells"]
+    pictures = {call: sum("image/png" in o.get("data", {}) for c in cells if call in "".join(c["source"])
+                          for o in c.get("outputs", []))
+                for call in ("plots.filters(", "plots.feature_maps(", "plots.grad_cam(")}
+    assert pictures == {"plots.filters(": 1, "plots.feature_maps(": 1, "plots.grad_cam(": 1}
+    record = results.read(smoke_course / "03_resnet18.json")
+    assert sum("test_top1_flip" in run for run in record["runs"]) == 1  # the best model's, beside its score
 
 
 def test_simple_cnn_beats_logistic_regression_on_the_sample(smoke_course):
@@ -175,3 +201,25 @@ def test_distillation_retrains_its_teacher_and_says_why_when_the_checkpoint_is_d
     record = results.read(tmp_path / "06_distillation.json")
     assert record["teacher_origin"].startswith(f"trained here ({checkpoint} is damaged")
     assert record["runs"][0]["name"] == "teacher_resnet18_cifar" and record["runs"][0]["epochs"] == 2
+
+
+def test_distillation_takes_the_strongest_checkpoint_of_the_course_as_its_teacher(tmp_path, smoke_course):
+    """04's fine-tuned ResNet18 (planted: offline, 04 cannot load ImageNet weights) against 03's."""
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    shutil.copy(smoke_course / "checkpoints" / "cifar10_resnet18_cifar.pt", checkpoints)
+    fingerprint = data.fingerprint(data.load("cifar10", "sample"), settings.resolve(profile="smoke"))
+    fine_tuned = models.Upsampled(models.build("resnet18", 10, seed=0), 64)
+    callbacks.save_checkpoint(checkpoints / "cifar10_resnet18_finetuned_full_fine_tune.pt",
+                              {"model": fine_tuned.state_dict(), "epoch": 2, "val_top1": 0.99,
+                               "name": "full_fine_tune", "architecture": "resnet18", "input_px": 64,
+                               "train_images": 450, **fingerprint})
+    assert runner.main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
+                        "--notebooks", str(NOTEBOOK_DIR)]) == 0
+    record = results.read(tmp_path / "06_distillation.json")
+    assert record["teacher_origin"].startswith("notebook 04's checkpoint")
+    teacher = record["runs"][0]
+    assert teacher["name"] == "teacher_full_fine_tune" and teacher["epochs"] == 0
+    assert teacher["params"] == models.count_parameters(fine_tuned)
+    executed = (tmp_path / "06_distillation.ipynb").read_text()
+    assert "passed over: " + str(checkpoints / "cifar10_resnet18_cifar.pt") + " has val_top1" in executed
