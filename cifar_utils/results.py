@@ -52,15 +52,17 @@ def run_record(run: Run, **extra) -> dict:
             "history": curve}
 
 
-def over_seeds(runs: list[Run], **extra) -> dict:
+def over_seeds(runs: list[Run], flip: bool = False, **extra) -> dict:
     """One arm trained once per seed, as one entry: test top-1 and top-5 (and flip TTA's top-1,
     and the training seconds) are the means over the seeds, with test_top1_std, each seed's
-    test top-1 in test_top1_per_seed, and `seeds` (how many). The curve is the first seed's."""
+    test top-1 in test_top1_per_seed, and `seeds` (how many). The curve is the first seed's.
+    flip: the entry's test scores are those with flip TTA (Run.test_flip)."""
     record = run_record(runs[0], **extra)
-    top1 = [run.test["top1"] for run in runs]
-    record.update(seeds=len(runs), test_top1=mean_std(top1)[0], test_top1_std=mean_std(top1)[1],
-                  test_top1_per_seed=top1,
-                  test_top5=mean_std([run.test["top5"] for run in runs])[0],
+    scores = [run.test_flip if flip else run.test for run in runs]
+    top1 = [s["top1"] for s in scores]
+    top1_mean, top1_std = mean_std(top1)
+    record.update(seeds=len(runs), test_top1=top1_mean, test_top1_std=top1_std, test_top1_per_seed=top1,
+                  test_top5=mean_std([s["top5"] for s in scores])[0],
                   train_seconds=round(mean_std([run.train_seconds for run in runs])[0], 2))
     if all(run.test_flip for run in runs):
         record["test_top1_flip"] = mean_std([run.test_flip["top1"] for run in runs])[0]

@@ -93,6 +93,9 @@ def test_an_arm_over_seeds_is_one_entry_with_mean_std_and_each_seed():
     assert record["test_top1_per_seed"] == [0.30, 0.40, 0.35]
     assert record["test_top1_flip"] == pytest.approx((0.32 + 0.41 + 0.39) / 3)
     assert record["train_seconds"] == 2.25
+    flipped = results.over_seeds(runs, flip=True, name="linear_flip_tta")
+    assert flipped["name"] == "linear_flip_tta" and flipped["test_top5"] == pytest.approx(0.9)
+    assert flipped["test_top1"] == flipped["test_top1_flip"] and flipped["test_top1_per_seed"] == [0.32, 0.41, 0.39]
 
 
 def test_within_spread_compares_a_difference_with_the_deviations_added():
