@@ -164,7 +164,8 @@ def strongest_checkpoint(paths: list[Path], expected: dict, monitor: str = "val_
             usable.append((saved, Path(path)))
     if not usable:
         return None, None, passed_over
-    usable.sort(key=lambda found: found[0][monitor], reverse=_better(monitor, 1.0, 0.0))
+    higher_is_better = _better(monitor, 1.0, 0.0)
+    usable.sort(key=lambda found: found[0][monitor], reverse=higher_is_better)  # the best first
     best, path = usable[0]
     passed_over += [f"{p} has {monitor} {saved[monitor]:.4f} against {best[monitor]:.4f}"
                     for saved, p in usable[1:]]

@@ -83,8 +83,8 @@ def within_spread(a: tuple[float, float], b: tuple[float, float]) -> bool:
 FORMATS = {"test_top1": "{:.1%}", "test_top5": "{:.1%}", "params": "{:,}", "train_images": "{:,}",
            "train_seconds": "{:.1f}", "flops": lambda f: f"{f / 1e6:,.1f} M", "size_mb": "{:.1f}",
            "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}",
-           "test_top1_flip": "{:.1%}", "test_top1_std": "{:.1%}", "onnx_latency_ms": "{:.1f}",
-           "onnx_max_abs_diff": "{:.1e}"}
+           "test_top1_flip": "{:.1%}", "test_top1_std": "{:.1%}", "onnx_latency_ms": "{:.2f}",
+           "onnx_max_abs_diff": "{:.1e}", "onnx_mb": "{:.1f}", "vs_plain_points": "{:+.1f}"}
 
 
 def table(records: list[dict], columns: list[str]):

@@ -67,7 +67,7 @@ PROFILES: dict[str, Profile] = {
         epochs={"logistic_regression": 2, "simple_cnn": 3, "resnet18_cifar": 2, "fine_tune": 2,
                 "student": 2, "tricks": 2},
         train_images={"resnet18_cifar": 500, "fine_tune": 500, "student": 500, "tricks": 1000},
-        test_images=1000, batch_size=64,
+        test_images=1000, batch_size=64, seeds={"tricks": 2},  # so that the tests see the spread at work
         description="the bundled sample, a few steps: seconds per notebook on a CPU, for tests"),
     "laptop": _profile(
         "laptop",

@@ -81,7 +81,9 @@ def test_each_notebook_says_there_is_no_reference_for_the_smoke_profile(notebook
 def test_07_records_one_run_per_trick_with_its_flip_tta_score(smoke_course):
     record = results.read(smoke_course / "07_training_tricks.json")
     runs = {r["name"]: r for r in record["runs"]}
-    assert record["seeds"] == [0] and all(r["seeds"] == 1 for r in runs.values())
+    assert record["seeds"] == [0, 1] and all(r["seeds"] == 2 for r in runs.values())  # smoke: 2 per arm
+    for r in runs.values():
+        assert len(r["test_top1_per_seed"]) == 2 and r["test_top1"] == pytest.approx(sum(r["test_top1_per_seed"]) / 2)
     tricks = [r["trick"] for r in runs.values()]
     assert len(set(tricks)) == len(tricks) and all(tricks)
     budget = {(r["epochs"], r["train_images"]) for r in runs.values()}
@@ -89,7 +91,13 @@ def test_07_records_one_run_per_trick_with_its_flip_tta_score(smoke_course):
     assert all(0 < r["test_top1_flip"] <= 1 for r in runs.values())
     assert runs["plain_flip_tta"]["test_top1"] == runs["plain"]["test_top1_flip"]
     executed = (smoke_course / "07_training_tricks.ipynb").read_text()
-    assert "one seed: no spread measured" in executed and "mix_batch: correct" in executed
+    assert "mix_batch: correct" in executed and "flip_tta_logits: correct" in executed
+    for name, r in runs.items():  # each arm's verdict against the plain recipe and the spread
+        if name != "plain":
+            spread = results.within_spread((r["test_top1"], r["test_top1_std"]),
+                                           (runs["plain"]["test_top1"], runs["plain"]["test_top1_std"]))
+            assert f"{name}: {100 * (r['test_top1'] - runs['plain']['test_top1']):+.1f} points, " + (
+                "within the spread of the seeds" if spread else "larger than the spread") in executed
 
 
 def test_01_records_its_fold_accuracies(smoke_course):

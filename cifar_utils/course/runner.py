@@ -25,7 +25,7 @@ STATE_FILE = "run.json"
 # Checked beyond their type: the stable parameters whose values come from a fixed list.
 CHOICES = {"PROFILE": (*SELECTORS, *PROFILES), "DATASET": DATASETS, "DEVICE": DEVICES}
 # The stable parameters whose default None hides their type: what else they accept.
-NONE_OR = {"EPOCHS": int, "BATCH_SIZE": int, "DATA_DIR": str, "RESULTS_DIR": str}
+NONE_OR = {"EPOCHS": int, "BATCH_SIZE": int, "SEEDS": int, "DATA_DIR": str, "RESULTS_DIR": str}
 # What a notebook does when the one it builds on failed (it still runs).
 DEPENDS_ON = {"06": ("03", "06 trains its own ResNet18 teacher, since 03 left no checkpoint")}
 
