@@ -6,7 +6,6 @@ with a layer's output as the model runs, so nothing in the model has to change.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import torch
@@ -22,11 +21,6 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
         if isinstance(module, nn.Conv2d):
             return module
     raise ValueError(f"{type(unwrap(model)).__name__} has no convolution")
-
-
-def fp32_copy(model: nn.Module) -> nn.Module:
-    """A copy of the model in fp32 and eval mode, on the CPU: what a picture of it needs."""
-    return copy.deepcopy(unwrap(model)).float().cpu().eval()
 
 
 @torch.no_grad()
@@ -55,28 +49,26 @@ def grad_cam(model: nn.Module, layer: str, x: torch.Tensor,
     Name a block or an activation, not a convolution whose output an in-place ReLU overwrites.
     Returns (B, H, W), each map scaled to [0, 1].
     """
-    target = model.get_submodule(layer)
     saved = {}
-
-    def keep(module, args, out):
-        out.retain_grad()  # a layer's output is not a leaf: ask autograd to keep its gradient
-        saved["maps"] = out
-
-    hook = target.register_forward_hook(keep)
+    hook = model.get_submodule(layer).register_forward_hook(
+        lambda module, args, out: saved.__setitem__("maps", out))
     try:
         with torch.enable_grad():
-            scores = model(x.detach().requires_grad_(False))  # (B, classes)
+            scores = model(x.detach().requires_grad_(True))  # (B, classes); a graph even if frozen
             if classes is None:
                 classes = scores.argmax(dim=1)
-            scores.gather(1, classes.view(-1, 1)).sum().backward()
+            maps = saved.get("maps")
+            if maps is None:
+                raise ValueError(f"{layer!r} did not run in the forward pass: name a layer the scores come from")
+            # the gradient with respect to the maps only: nothing accumulates in the weights' .grad
+            grads, = torch.autograd.grad(scores.gather(1, classes.view(-1, 1)).sum(), maps,
+                                         allow_unused=True)
     finally:
         hook.remove()
-    maps = saved["maps"]
-    if maps.grad is None:
+    if grads is None:
         raise ValueError(f"no gradient reached {layer!r}: name a layer the class scores depend on")
-    weights = maps.grad.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+    weights = grads.mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
     cam = F.relu((weights * maps.detach()).sum(dim=1, keepdim=True))  # (B, 1, h, w)
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)
-    model.zero_grad(set_to_none=True)
     return cam / peak.view(-1, 1, 1)

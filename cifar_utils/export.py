@@ -7,7 +7,6 @@ on an example batch; the runtime then needs no Python model code at all.
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 from torch import nn
 
 from .metrics import median_ms
-from .precision import unwrap
+from .precision import plain_copy
 
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the exporter needs the first two
 
@@ -38,9 +37,8 @@ def to_onnx(model: nn.Module, path: str | Path, image_size: int = 32) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fp32 = copy.deepcopy(unwrap(model)).float().cpu().eval()
     example = torch.zeros(2, 3, image_size, image_size)  # 2, not 1: a batch of 1 fixes the size
-    torch.onnx.export(fp32, (example,), path, input_names=["images"], output_names=["logits"],
+    torch.onnx.export(plain_copy(model), (example,), path, input_names=["images"], output_names=["logits"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
     return path
 
@@ -60,8 +58,7 @@ def run(session, images: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def largest_difference(model: nn.Module, session, images: torch.Tensor) -> float:
     """The largest absolute difference between ONNX Runtime's and PyTorch's fp32 logits."""
-    fp32 = copy.deepcopy(unwrap(model)).float().cpu().eval()
-    expected = fp32(images.float().cpu()).numpy()
+    expected = plain_copy(model)(images.float().cpu()).numpy()
     return float(np.abs(run(session, images) - expected).max())
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import time
 from collections.abc import Sequence
@@ -13,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .precision import PLAIN, prepare, unwrap
+from .precision import plain_copy
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
@@ -122,7 +121,7 @@ def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
 
     One fixed precision and layout, whatever the model trained in, so that models compare.
     """
-    model = prepare(copy.deepcopy(unwrap(model)), PLAIN, torch.device("cpu")).eval()
+    model = plain_copy(model)
     x = torch.randn(1, 3, image_size, image_size)
     with torch.no_grad():
         return median_ms(lambda: model(x), runs, warmup)

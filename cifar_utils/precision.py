@@ -19,6 +19,7 @@ not from a timing, so the same seed on the same machine gives the same numbers, 
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,13 @@ class Prepared(nn.Module):
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a Prepared wrapper (or the model itself)."""
     return model.module if isinstance(model, Prepared) else model
+
+
+def plain_copy(model: nn.Module) -> nn.Module:
+    """A copy of the model that computes in PyTorch's default format (fp32, channels-first), in
+    eval mode on the CPU, unwrapped: for timing one format against another, drawing what the
+    model looks at, or exporting it."""
+    return copy.deepcopy(unwrap(model)).to("cpu", torch.float32, memory_format=torch.contiguous_format).eval()
 
 
 def prepare(model: nn.Module, compute_format: ComputeFormat, device: torch.device) -> Prepared:

@@ -171,7 +171,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _whole(name: str, value, allow_none: bool, minimum: int) -> None:
+def check_whole(name: str, value, allow_none: bool, minimum: int) -> None:
+    """Refuse a parameter that is not a whole number >= minimum (or None where allowed), naming it."""
     ok = (value is None and allow_none) or (
         isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
     if not ok:
@@ -186,9 +187,9 @@ def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | 
     """Check a notebook's stable parameters (by keyword) and resolve them into a Config (and seed)."""
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
-    _whole("EPOCHS", epochs, allow_none=True, minimum=1)
-    _whole("BATCH_SIZE", batch_size, allow_none=True, minimum=1)
-    _whole("SEED", seed, allow_none=False, minimum=0)
+    check_whole("EPOCHS", epochs, allow_none=True, minimum=1)
+    check_whole("BATCH_SIZE", batch_size, allow_none=True, minimum=1)
+    check_whole("SEED", seed, allow_none=False, minimum=0)
     if not isinstance(download, bool):
         raise ValueError(f"DOWNLOAD must be True or False, not {download!r}.")
     resolved = resolve_profile(profile)

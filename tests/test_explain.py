@@ -64,14 +64,41 @@ def test_feature_maps_are_each_layers_output_and_the_hooks_are_removed():
     assert not model.features[0]._forward_hooks
 
 
-def test_first_conv_and_the_fp32_copy_see_through_a_prepared_model():
+def test_first_conv_and_the_plain_copy_see_through_a_prepared_model():
     model = models.build("resnet18_cifar", 10, seed=0)
-    fmt = precision.ComputeFormat(torch.bfloat16, torch.channels_last)
-    prepared = precision.prepare(model, fmt, torch.device("cpu"))
+    prepared = precision.prepare(model, precision.ComputeFormat(torch.bfloat16, True), torch.device("cpu"))
     assert explain.first_conv(prepared) is model.stem[0]
-    copy = explain.fp32_copy(prepared)
-    assert not copy.training and all(p.dtype == torch.float32 for p in copy.parameters())
+    assert model.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    copy = precision.plain_copy(prepared)
+    assert not copy.training and copy is not model and all(p.dtype == torch.float32 for p in copy.parameters())
+    assert copy.stem[0].weight.is_contiguous()  # channels-first again, PyTorch's default
     assert explain.grad_cam(copy, "layer4", torch.randn(2, 3, 32, 32)).shape == (2, 32, 32)
+
+
+def test_grad_cam_works_on_a_frozen_model():
+    model = bright_spot_detector().requires_grad_(False)
+    cam = explain.grad_cam(model, "features", planted(20, 4), torch.tensor([0]))
+    assert divmod(cam[0].argmax().item(), 32)[0] in range(20, 26)
+
+
+class WithASpare(nn.Module):
+    """The bright-spot detector beside a layer its scores do not depend on."""
+
+    def __init__(self, run_the_spare: bool):
+        super().__init__()
+        self.detector, self.spare, self.run_the_spare = bright_spot_detector(), nn.Conv2d(3, 3, 1), run_the_spare
+
+    def forward(self, x):
+        if self.run_the_spare:
+            self.spare(x)  # runs, but the scores do not depend on it
+        return self.detector(x)
+
+
+def test_grad_cam_refuses_a_layer_the_scores_do_not_come_from():
+    with pytest.raises(ValueError, match="no gradient reached 'spare'"):
+        explain.grad_cam(WithASpare(run_the_spare=True), "spare", planted(20, 4))
+    with pytest.raises(ValueError, match="'spare' did not run"):
+        explain.grad_cam(WithASpare(run_the_spare=False), "spare", planted(20, 4))
 
 
 def test_the_pictures_draw():

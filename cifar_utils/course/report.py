@@ -143,8 +143,11 @@ def across_seeds(folders: list[Path]) -> list[dict]:
     for folder in folders:
         for row in collect(folder)[0]:
             by_run.setdefault((row["notebook"], row["name"]), []).append(row["test_top1"])
-    rows = [{"notebook": nb, "name": name, "seeds": len(v), **dict(zip(("mean", "std"), results.mean_std(v))),
-             "values": v} for (nb, name), v in by_run.items()]
+    rows = []
+    for (nb, name), values in by_run.items():
+        mean, std = results.mean_std(values)
+        rows.append({"notebook": nb, "name": name, "seeds": len(values), "mean": mean, "std": std,
+                     "values": values})
     best = {row["notebook"]: row for row in sorted(rows, key=lambda r: r["mean"])}  # highest mean wins
     for row in rows:
         top = best[row["notebook"]]
