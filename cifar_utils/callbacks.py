@@ -40,12 +40,21 @@ class OneCycle(Callback):
 
     def _cycle(self, state: FitState, epochs: int) -> None:
         steps = epochs * state.steps_per_epoch
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            state.optimizer, max_lr=self.peak, pct_start=self.pct_start, total_steps=steps)
         self.last_step = state.step + steps
+        if steps < 2:  # a single step has no cycle: it takes the peak rate
+            peaks = self.peak if isinstance(self.peak, list) else [self.peak] * len(state.optimizer.param_groups)
+            for group, peak in zip(state.optimizer.param_groups, peaks):
+                group["lr"] = peak
+            self.scheduler = None
+            return
+        # a warm-up of at least one whole step: OneCycleLR divides by its length, and a run of
+        # a few steps (4 steps at 25%) would leave it none
+        pct_start = min(max(self.pct_start, 2 / steps), 1.0)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            state.optimizer, max_lr=self.peak, pct_start=pct_start, total_steps=steps)
 
     def on_batch_end(self, state: FitState) -> None:
-        if state.step < self.last_step:  # OneCycleLR errors past its end
+        if self.scheduler is not None and state.step < self.last_step:  # OneCycleLR errors past its end
             self.scheduler.step()
 
 

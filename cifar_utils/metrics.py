@@ -47,20 +47,19 @@ def predict(model: nn.Module, loader, device: torch.device,
 def evaluate(model: nn.Module, loader, device: torch.device,
              flip_tta: bool = False) -> dict[str, float]:
     """Mean cross-entropy, top-1 and top-5 accuracy (fractions) over a loader."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    top1 = torch.zeros((), device=device, dtype=torch.long)
-    top5 = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
-    for x, y in loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = logits_of(model, x, flip_tta)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        c1, c5 = topk_correct(logits, y, (1, 5))
-        top1 += c1
-        top5 += c5
-        n += len(y)
-    return {"loss": loss_sum.item() / n, "top1": top1.item() / n, "top5": top5.item() / n}
+    return scores(*predict(model, loader, device, flip_tta))
+
+
+def scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and top-5 accuracy (fractions) of logits (N, classes) for labels (N,)."""
+    top1, top5 = topk_correct(logits, labels, (1, 5))
+    n = len(labels)
+    return {"loss": F.cross_entropy(logits, labels).item(), "top1": top1.item() / n, "top5": top5.item() / n}
+
+
+def mirrored(loader):
+    """The loader's batches with every image mirrored left to right (the width reversed)."""
+    return ((x.flip(3), y) for x, y in loader)
 
 
 def confusion_matrix(preds: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,

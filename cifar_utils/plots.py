@@ -172,17 +172,24 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
     """Test top-1 of each run against what it cost (a key of its record), each point labelled.
 
     records: results records (results.run_record); group: a key whose value colours the points
-    (the notebook, say) and names them in the legend.
+    (the notebook, say) and names them in the legend. Where the runs' budgets (epochs x
+    training images) differ, each label names its budget and the axes say so.
     """
     ax = _axes(ax, figsize=(7, 4.5))
+    budgets = {(r.get("epochs"), r.get("train_images")) for r in records}
+    differ = len(budgets) > 1 and all(e is not None and n is not None for e, n in budgets)
     groups = list(dict.fromkeys(r.get(group) for r in records)) if group else [None]
     for i, name in enumerate(groups):
         mine = [r for r in records if group is None or r.get(group) == name]
         ax.scatter([r[cost] for r in mine], [r["test_top1"] for r in mine], color=f"C{i}",
                    label=name, zorder=2)
         for r in mine:
-            ax.annotate(r["name"], (r[cost], r["test_top1"]), fontsize=7, color=f"C{i}",
+            label = f"{r['name']} ({r['epochs']} x {r['train_images']:,})" if differ else r["name"]
+            ax.annotate(label, (r[cost], r["test_top1"]), fontsize=7, color=f"C{i}",
                         xytext=(4, 3), textcoords="offset points")
+    if differ:
+        ax.text(0.01, 0.99, "budgets differ (epochs x training images): compare with care",
+                transform=ax.transAxes, fontsize=7, va="top", color="dimgrey")
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))

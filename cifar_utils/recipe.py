@@ -20,7 +20,7 @@ from torch import nn
 from . import speed
 from .callbacks import Checkpoint, OneCycle
 from .loaders import Loaders
-from .metrics import evaluate
+from .metrics import mirrored, predict, scores
 from .precision import PLAIN, ComputeFormat, prepare
 from .settings import seed_everything
 from .train import BatchTransform, Callback, fit, train_seconds
@@ -39,6 +39,8 @@ class Run:
     compute_format: ComputeFormat = PLAIN  # a model never prepared computes in PyTorch's default
     checkpoint: Path | None = None  # where the best epoch's weights are, if kept
     test_flip: dict[str, float] | None = None  # the test scores with flip TTA, when asked for
+    test_logits: torch.Tensor | None = None  # (N, classes) on the CPU, in the test loader's order
+    test_labels: torch.Tensor | None = None  # (N,): the error analyses read these, not a new pass
 
     @property
     def epochs(self) -> int:
@@ -56,10 +58,23 @@ class Run:
                 f"({self.train_seconds:.0f} s of training, {self.compute_format.name})")
 
     def score_with_flip(self, test_loader) -> dict[str, float]:
-        """Score the test set again with flip test-time augmentation (the mean of each image's
-        logits and its mirror image's), keep it in test_flip and return it."""
-        self.test_flip = evaluate(self.model, test_loader, self.device, flip_tta=True)
+        """Score the test set with flip test-time augmentation (the mean of each image's logits
+        and its mirror image's), keep it in test_flip and return it. Only the mirror images
+        take a new pass: the plain logits are those of the test pass."""
+        if self.test_logits is None:  # a Run made by hand, without its test pass's logits
+            self.test_logits, self.test_labels = predict(self.model, test_loader, self.device)
+        mirror_logits, _ = predict(self.model, mirrored(test_loader), self.device)
+        self.test_flip = scores((self.test_logits + mirror_logits) / 2, self.test_labels)
         return self.test_flip
+
+
+def _scored_run(name: str, model: nn.Module, history: list[dict], loaders: Loaders,
+                device: torch.device, compute_format: ComputeFormat, train_images: int,
+                checkpoint: Path | None = None) -> Run:
+    """A Run of a trained, prepared model, scored on the test set once (its logits kept)."""
+    logits, labels = predict(model, loaders.test, device)
+    return Run(name, model, history, scores(logits, labels), device, train_images, compute_format,
+               checkpoint, test_logits=logits, test_labels=labels)
 
 
 def sgd(param_groups: list[dict], lr: float) -> torch.optim.Optimizer:
@@ -110,8 +125,7 @@ def train(name: str, model: nn.Module, loaders: Loaders, *, epochs: int, lr: flo
                   optimizer=optimizer(groups, scaled_lr(lr, loaders.batch_size)), device=device,
                   loss_fn=loss_fn, callbacks=fit_callbacks, batch_transform=batch_transform,
                   desc=name)
-    run = Run(name, prepared, history, evaluate(prepared, loaders.test, device), device,
-              loaders.train_images, compute_format, checkpoint)
+    run = _scored_run(name, prepared, history, loaders, device, compute_format, loaders.train_images, checkpoint)
     if flip_tta:
         run.score_with_flip(loaders.test)
     print(run.summary())
@@ -123,5 +137,4 @@ def test_only(name: str, model: nn.Module, loaders: Loaders, device: torch.devic
     """Score a model trained elsewhere (a loaded checkpoint) as a Run with no epochs here."""
     compute_format = speed.choose(model, loaders.batch_size, device)
     prepared = prepare(model, compute_format, device)
-    return Run(name, prepared, [], evaluate(prepared, loaders.test, device), device, train_images,
-               compute_format)
+    return _scored_run(name, prepared, [], loaders, device, compute_format, train_images)

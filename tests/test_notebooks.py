@@ -1,6 +1,7 @@
 """The whole course run headless by the course runner (papermill) in the smoke profile.
 
-nbval executes every notebook once more as part of the test command (`--nbval-lax notebooks/`).
+nbval executes 00 and 01 once more, as committed (pyproject's testpaths; `python -m pytest
+notebooks/` runs it on all eight).
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ def test_01_records_its_fold_accuracies(smoke_course):
 
 
 def test_05_checks_each_exported_model_in_onnx_runtime(smoke_course):
-    runs = results.read(smoke_course / "05_mobilenet.json")["runs"]
+    runs = [r for r in results.read(smoke_course / "05_mobilenet.json")["runs"] if "onnx_max_abs_diff" in r]
+    assert [run["name"] for run in runs] == ["mobilenet_v3_small", "resnet18"]  # the smallest and the largest
     for run in runs:
         assert run["onnx_max_abs_diff"] < 1e-3, run["name"]
         assert run["onnx_latency_ms"] > 0 and run["cpu_latency_ms"] > 0

@@ -46,6 +46,18 @@ def test_accuracy_against_cost_puts_each_run_where_it_belongs(ax):
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["02", "03"]
 
 
+def test_accuracy_against_cost_names_the_budgets_when_they_differ(ax):
+    same = [{**r, "epochs": 3, "train_images": 4500} for r in RECORDS]
+    plots.accuracy_against_cost(same, "params", ax=ax)
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]  # one budget: nothing to say
+    ax.clear()
+    mixed = [{**same[0], "epochs": 8, "train_images": 45000}, *same[1:]]
+    plots.accuracy_against_cost(mixed, "params", ax=ax)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[:3] == ["a (8 x 45,000)", "b (3 x 4,500)", "c (3 x 4,500)"]
+    assert "budgets differ" in texts[3]
+
+
 def test_learning_rates_trace_each_group_and_mark_the_unfreezing(ax):
     lrs = [[0.1 * s, 0.01 * s] for s in range(1, 6)]
     plots.learning_rates(lrs, ["body", "head"], mark_step=3, ax=ax)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_utils import callbacks, data, loaders, losses, models, precision, recipe
+from cifar_utils import callbacks, data, loaders, losses, metrics, models, precision, recipe
 
 CPU = torch.device("cpu")
 
@@ -87,3 +87,14 @@ def test_build_with_a_seed_gives_the_same_weights_and_leaves_the_global_stream(s
     assert torch.equal(drawn, torch.rand(1))
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.features[0].weight, models.build("simple_cnn", 10, seed=8).features[0].weight)
+
+
+def test_the_run_keeps_its_test_logits_and_flip_tta_reuses_them(sample_loaders):
+    run = recipe.train("cnn", models.build("simple_cnn", 10, seed=0), sample_loaders, epochs=1,
+                       lr=0.05, device=CPU, seed=0, flip_tta=True)
+    logits, labels = metrics.predict(run.model, sample_loaders.test, CPU)
+    assert torch.allclose(run.test_logits, logits) and torch.equal(run.test_labels, labels)
+    assert run.test == pytest.approx(metrics.evaluate(run.model, sample_loaders.test, CPU))
+    # the plain pass's logits and one pass of mirror images give what two fresh passes give
+    assert run.test_flip == pytest.approx(metrics.evaluate(run.model, sample_loaders.test, CPU, flip_tta=True))
+    assert run.test_flip != run.test

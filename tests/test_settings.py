@@ -61,7 +61,10 @@ def test_resolve_applies_overrides_and_checks_values(tmp_path):
     cfg = settings.resolve(profile="smoke", dataset="cifar100", epochs=4, batch_size=32,
                            results_dir=str(tmp_path))
     assert cfg.epochs("simple_cnn") == 4 and cfg.batch_size == 32 and cfg.results_dir == tmp_path
-    assert cfg.budget("resnet18_cifar") == settings.Budget(4, 500)  # EPOCHS keeps the image budget
+    images = settings.PROFILES["smoke"].budgets["resnet18_cifar"].train_images
+    assert cfg.budget("resnet18_cifar") == settings.Budget(4, images)  # EPOCHS keeps the image budget
+    full = settings.resolve(profile="full", epochs=2)
+    assert full.budget("tricks") == settings.Budget(2, None, seeds=3)  # ... and the seeds per arm
     smoke = settings.resolve(profile="smoke")
     assert smoke.epochs("simple_cnn") == settings.PROFILES["smoke"].budgets["simple_cnn"].epochs
     for bad, message in [({"epochs": 0}, "EPOCHS must be a positive whole number"),

@@ -1,6 +1,7 @@
 """Timing the formats: measured without side effects, opted into, pinned, or left to the default."""
 
 import dataclasses
+import time
 
 import pytest
 import torch
@@ -92,3 +93,19 @@ def test_compare_feeds_trains_a_fresh_model_per_feed_in_its_format():
     assert len(built) == 4  # two feeds, two rounds
     seen_formats = [m[0].weight.is_contiguous(memory_format=torch.channels_last) for m in built]
     assert seen_formats == [False, True, False, True]
+
+
+def test_throughput_stops_timing_after_max_seconds():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    batch = (torch.randn(5, 3, 2, 2), torch.randint(0, 3, (5,)))
+    seen = []
+
+    def slow_batches():  # each batch takes 50 ms to arrive: 1,000 steps would take 50 s
+        for b in speed.repeat(batch):
+            time.sleep(0.05)
+            seen.append(1)
+            yield b
+    start = time.perf_counter()
+    rate = speed.throughput(model, slow_batches(), steps=1000, device=CPU, warmup=1, max_seconds=0.2)
+    assert time.perf_counter() - start < 2 and 3 <= len(seen) <= 10
+    assert rate == pytest.approx(5 / 0.05, rel=0.5)  # still images per second of the timed steps

@@ -117,6 +117,22 @@ def test_one_cycle_peaks_at_each_groups_own_rate():
     assert peaks == pytest.approx([0.5, 0.05], rel=0.05)
 
 
+@pytest.mark.parametrize("epochs,batches_per_epoch", [(2, 2), (1, 1), (1, 3)])
+def test_one_cycle_survives_a_run_of_a_few_steps(epochs, batches_per_epoch):
+    """OneCycleLR alone divides by zero on 4 steps at 25% warm-up, and trains a single step at
+    a rate of zero; the course's schedule warms up for a whole step and reaches the peak."""
+    model = models.build("logistic_regression", 10)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))] * batches_per_epoch
+    before = model.linear.weight.detach().clone()
+    monitor = callbacks.LRMonitor()
+    train.fit(model, batches, batches, epochs=epochs, optimizer=opt, device=CPU,
+              callbacks=[callbacks.OneCycle(), monitor], show_progress=False)
+    assert len(monitor.lrs) == epochs * batches_per_epoch
+    assert max(lr for [lr] in monitor.lrs) == pytest.approx(0.5)  # the peak is reached
+    assert not torch.equal(before, model.linear.weight)  # every step trained at a rate above zero
+
+
 def test_one_cycle_restarts_with_a_fresh_warm_up_after_the_given_epoch():
     model, batches, opt = linear_setup(n=256)  # 16 steps per epoch
     rec = Recorder()

@@ -67,11 +67,7 @@ def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
         axes = fig.subplots(1, 2)
         plots.accuracy_against_cost(trained, "params", group="notebook", ax=axes[0])
         plots.accuracy_against_cost(trained, "train_seconds", group="notebook", ax=axes[1])
-        axes[1].get_legend().remove()
-        budgets = {(r["epochs"], r["train_images"]) for r in trained}
-        if len(budgets) > 1:
-            axes[1].set_title("runs with different budgets (epochs x images): compare with care",
-                              fontsize=9)
+        axes[1].get_legend().remove()  # the first plot's legend names the notebooks for both
         fig.tight_layout()
         figures.append(("Accuracy against size and training time", out / "accuracy.png"))
         fig.savefig(figures[-1][1], dpi=110)
