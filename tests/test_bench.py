@@ -52,8 +52,8 @@ def test_quick_benchmark_writes_its_table_as_json(tmp_path, capsys):
 
 def test_time_to_accuracy_reports_the_fastest_budget_that_reached_the_target():
     sample = data.load("cifar10", "sample")
-    small = dataclasses.replace(sample, train=sample.train.take(np.arange(0, 5000, 20)),
-                                test=sample.test.take(np.arange(0, 1000, 10)))  # 250 / 100
+    small = dataclasses.replace(sample, train=sample.train.take(np.arange(0, 5000, 40)),
+                                test=sample.test.take(np.arange(0, 1000, 20)))  # 125 / 50 images
     result = bench.time_to_accuracy(small, CPU, target=0.0, budgets=[2, 1], batch_size=64)
     assert [r["epoch_budget"] for r in result["runs"]] == [1, 2]
     assert all(r["reached"] and r["epochs_run"] == 1 for r in result["runs"])  # 0% is met at once

@@ -1,14 +1,14 @@
 """nbgrader itself on the course, as a teacher who uses it would: generate, then autograde.
 
-One assignment holds every notebook with exercises. Three students hand it in: one with the
-course's own solutions in every notebook (full marks on the autograded checks), one with the
-released version untouched (zero) and one who replaced every check with a print (zero: nbgrader
-puts the locked checks back). The last two hand in the two cheapest notebooks only (CHECKED):
-putting the checks back is one mechanism for every notebook, and the blank versions of all of
-them are graded by the course's own grader in tests/test_assignments.py. The written answers
-are graded by hand, so autograde leaves them open. Autograde runs the course about once and a
-half, so that round trip is marked `nbgrader` and `.ci/run` runs it as a step of its own:
-`python -m pytest -m nbgrader`.
+One assignment holds every notebook with exercises; generate_assignment releases all of them.
+Three students hand in its two cheapest notebooks (HANDED_IN, 00 and 01): one with the course's
+own solutions (full marks on the autograded checks), one with the released version untouched
+(zero) and one who replaced every check with a print (zero: nbgrader puts the locked checks
+back). The written answers are graded by hand, so autograde leaves them open. Putting the checks
+back is one mechanism for every notebook; that each course notebook earns full marks and each
+blank student version zero, the course's own grader shows for all eight in
+tests/test_assignments.py. Autograde still runs six notebooks, so this round trip is marked
+`nbgrader` and `.ci/run` runs it as a step of its own: `python -m pytest -m nbgrader`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ pytest.importorskip("nbgrader")
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
                   if assignments.exercise_cells(nbformat.read(p, as_version=4))]
 ASSIGNMENT = "cifar"
-CHECKED = WITH_EXERCISES[:2]  # what the untouched and the cheating submissions hand in
+HANDED_IN = WITH_EXERCISES[:2]  # the two cheapest: autograde runs each once per student
 
 
 def nbgrader(course: Path, *args: str) -> None:
@@ -64,7 +64,7 @@ def graded_course(released_course):
                           ("cheater", _checks_replaced)):
         folder = course / "submitted" / student / ASSIGNMENT
         folder.mkdir(parents=True)
-        for path in WITH_EXERCISES if student == "solved" else CHECKED:
+        for path in HANDED_IN:
             nbformat.write(make(release / path.name), folder / path.name)
     nbgrader(course, "autograde", ASSIGNMENT, "--force")
     return course
@@ -98,7 +98,7 @@ def test_autograde_gives_the_course_full_marks_and_blank_or_edited_checks_zero(g
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{graded_course / 'gradebook.db'}") as gradebook:
-        for path in WITH_EXERCISES if student == "solved" else CHECKED:
+        for path in HANDED_IN:
             graded = gradebook.find_submission_notebook(path.stem, ASSIGNMENT, student)
             assert graded.max_code_score >= 1 and graded.max_written_score >= 1, path.name
             want = graded.max_code_score if expected == "full" else expected

@@ -48,7 +48,8 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
     batches = loaders.make_loaders(splits, batch_size, device)  # statistics computed once
     course = batches.train
     one_batch = next(iter(course))
-    format_rates = speed.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5))
+    format_rates = speed.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5),
+                                 rounds=repeats)
     fastest = max(format_rates, key=format_rates.get)
 
     def tutorial():  # fresh workers each time, shut down afterwards: they never compete
