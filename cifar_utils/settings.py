@@ -71,7 +71,7 @@ PROFILES: dict[str, Profile] = {
         # SimpleCNN steps on a CPU, and the test command runs every notebook several times
         train_images={"resnet18_cifar": 200, "fine_tune": 200, "student": 200, "tricks": 500},
         test_images=300, batch_size=64, seeds={"tricks": 2},  # so that the tests see the spread at work
-        description="the bundled sample, a few steps per model: a minute or two per notebook on a CPU, for tests"),
+        description="the bundled sample, a few steps per model: at most minutes per notebook, for tests"),
     "laptop": _profile(
         "laptop",
         epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "fine_tune": 3,
