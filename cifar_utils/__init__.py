@@ -3,21 +3,23 @@
 Notebooks import its modules with a prefix: `from cifar_utils import data, models, recipe`.
 The modules, from the bottom layer up (each imports only modules listed before it):
 
-    settings       profiles and budgets, the stable parameters, devices, seeding
+    settings       profiles and budgets, the stable parameters, every environment variable, seeding
     data           finding CIFAR-10/100, splits, statistics
     tensor_loader  the tensor input path: batched crop, flip and normalisation
     loaders        the torchvision pipeline and make_loaders for either path
-    models         the course's models, torchvision's ImageNet models, the registry
+    models         the course's models, torchvision's ImageNet models, the registry, architectures
+    checkpoints    what a saved model holds: written whole, read back checked, the strongest found
+    metrics        accuracy: top-k, evaluation (with flip TTA), confusion matrices, mistakes
+    train          fit(), the one training loop, its events and callback protocol, the one step
+    callbacks      schedules, mixed batches, checkpointing, early stopping, freezing, monitors
+    losses         label smoothing and knowledge distillation, as callbacks that set the loss
     precision      the precision and memory layout a model computes in, applied to the model
-    explain        what a network looks at: filters, feature maps, Grad-CAM (through hooks)
-    speed          throughput, and the compute formats timed against each other
-    metrics        top-k accuracy, evaluation (with flip TTA), confusion matrices, FLOPs, latency, size
-    export         ONNX export, checked and timed in ONNX Runtime
-    losses         cross-entropy and knowledge distillation
-    train          fit(), the one training loop (with batch transforms: MixUp, CutMix), its callbacks' protocol
-    callbacks      schedules, checkpoints (and the strongest of several), early stopping, freezing
+    cost           parameters, FLOPs, latency, size, training throughput, the fastest format
     lr_finder      the learning-rate range test
-    recipe         the one training recipe and the Run it returns
+    explain        what a network looks at: filters, feature maps, Grad-CAM (through hooks)
+    export         ONNX export, checked and timed in ONNX Runtime
+    recipe         the one training recipe, its hyperparameters (Hyper) and the Run it returns
+    transfer       pretrained starting weights: ImageNet's, or the course's own on half the classes
     results        the results JSON of every notebook
     plots          every figure
 
@@ -27,6 +29,8 @@ The tooling around the course (runner, report, assignments, benchmark) is the su
 
 from . import (
     callbacks,
+    checkpoints,
+    cost,
     data,
     explain,
     export,
@@ -40,15 +44,15 @@ from . import (
     recipe,
     results,
     settings,
-    speed,
     train,
+    transfer,
 )
 from .data import CifarData, DataError, ImageSet, Splits
-from .recipe import Run
+from .recipe import Hyper, Run
 from .settings import Config, resolve
 from .train import Callback, fit
 
-__all__ = ["callbacks", "data", "explain", "export", "loaders", "losses", "lr_finder", "metrics", "models", "plots", "precision",
-           "recipe", "results", "settings", "speed", "train", "CifarData", "DataError", "ImageSet",
-           "Splits", "Run", "Config", "resolve", "Callback", "fit"]
+__all__ = ["callbacks", "checkpoints", "cost", "data", "explain", "export", "loaders", "losses", "lr_finder",
+           "metrics", "models", "plots", "precision", "recipe", "results", "settings", "train", "transfer", "CifarData",
+           "DataError", "ImageSet", "Splits", "Hyper", "Run", "Config", "resolve", "Callback", "fit"]
 __version__ = "0.1.0"

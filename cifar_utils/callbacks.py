@@ -1,17 +1,16 @@
-"""Callbacks for fit(): learning-rate schedules, best-checkpointing and early stopping."""
+"""Callbacks for fit(): learning-rate schedules, mixed batches, checkpoints, early stopping,
+freezing, and monitors of what a run did."""
 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .models import count_parameters
-from .precision import unwrap
+from . import checkpoints
 from .train import Callback, FitState
 
 
@@ -70,7 +69,9 @@ class Cosine(Callback):
 
 
 class ReduceLROnPlateau(Callback):
-    """Cut the learning rate by `factor` when `monitor` stops improving for `patience` epochs."""
+    """Cut the learning rate by `factor` once `monitor` has gone more than `patience` epochs in a
+    row without improving (PyTorch's rule): patience=0 cuts after the first such epoch,
+    patience=1 after the second."""
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 2):
         self.monitor, self.factor, self.patience = monitor, factor, patience
@@ -95,90 +96,30 @@ def _worst(monitor: str) -> float:
 
 
 class Checkpoint(Callback):
-    """Save the weights whenever `monitor` improves; reload the best ones when fit ends.
+    """Save `model` whenever `monitor` improves (checkpoints.save, with `info` and the epoch's
+    validation scores); give the model back the best epoch's weights when fit ends.
 
-    The file holds {"model": state_dict, "epoch", monitor: value, **metadata}, which
-    `load_checkpoint` reads back.
+    model: the model as models.build made it (not its compute-format wrapper), so that the
+    file holds its weights under their own names and knows its architecture.
     """
 
-    def __init__(self, path: str | Path, monitor: str = "val_top1", restore_best: bool = True,
-                 metadata: dict | None = None):
-        self.path, self.monitor = Path(path), monitor
-        self.restore_best, self.metadata = restore_best, metadata or {}
+    def __init__(self, path: str | Path, model: nn.Module, info: dict, monitor: str = "val_top1"):
+        self.path, self.model, self.info, self.monitor = Path(path), model, info, monitor
 
     def on_fit_start(self, state: FitState) -> None:
-        self.best = _worst(self.monitor)
+        self.best, self.saved = _worst(self.monitor), False
 
     def on_epoch_end(self, state: FitState) -> None:
-        value = state.history[-1][self.monitor]
-        if _better(self.monitor, value, self.best):
-            self.best = value
-            save_checkpoint(self.path, {"model": unwrap(state.model).state_dict(),
-                                        "epoch": state.epoch, self.monitor: value, **self.metadata})
+        record = state.history[-1]
+        if _better(self.monitor, record[self.monitor], self.best):
+            self.best = record[self.monitor]
+            scores = {k: v for k, v in record.items() if k.startswith("val_")}
+            checkpoints.save(self.path, self.model, **self.info, epoch=state.epoch, **scores)
+            self.saved = True
 
     def on_fit_end(self, state: FitState) -> None:
-        if self.restore_best and self.path.exists():
-            unwrap(state.model).load_state_dict(load_checkpoint(self.path)["model"])
-
-
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    """Write a checkpoint whole or not at all: a temporary file beside it, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)  # atomic: an interrupted save leaves the previous file intact
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by Checkpoint onto the CPU."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def reusable_checkpoint(path: str | Path, expected: dict) -> tuple[dict | None, str]:
-    """(the checkpoint, "") if `path` holds one made for `expected` (data.fingerprint), else (None, why)."""
-    path = Path(path)
-    if not path.is_file():
-        return None, f"there is no checkpoint at {path}"
-    try:
-        saved = load_checkpoint(path)
-    except Exception as err:  # truncated, empty, or not a checkpoint at all
-        return None, (f"{path} is damaged ({type(err).__name__}: {err}); delete it or train "
-                      "again to replace it")
-    differs = [key for key, value in expected.items() if saved.get(key) != value]
-    if differs:
-        return None, (f"{path} was made for another {', '.join(differs)} "
-                      f"({', '.join(f'{k}={saved.get(k)!r}' for k in differs if k != 'classes')})")
-    return saved, ""
-
-
-def strongest_checkpoint(paths: list[Path], expected: dict, monitor: str = "val_top1"
-                         ) -> tuple[dict | None, Path | None, list[str]]:
-    """Of the checkpoints at `paths` made for `expected` (data.fingerprint), the one with the best
-    `monitor` (validation top-1: chosen on validation, never on test). Returns (the checkpoint,
-    its path, why each other path was passed over); (None, None, reasons) if none is usable."""
-    usable, passed_over = [], []
-    for path in paths:
-        saved, why = reusable_checkpoint(path, expected)
-        if saved is None:
-            passed_over.append(why)
-        elif monitor not in saved:
-            passed_over.append(f"{path} records no {monitor}")
-        else:
-            usable.append((saved, Path(path)))
-    if not usable:
-        return None, None, passed_over
-    higher_is_better = _better(monitor, 1.0, 0.0)
-    usable.sort(key=lambda found: found[0][monitor], reverse=higher_is_better)  # the best first
-    best, path = usable[0]
-    passed_over += [f"{p} has {monitor} {saved[monitor]:.4f} against {best[monitor]:.4f}"
-                    for saved, p in usable[1:]]
-    return best, path, passed_over
+        if state.finished and self.saved:
+            self.model.load_state_dict(checkpoints.read(self.path)["weights"])
 
 
 class EarlyStopping(Callback):
@@ -197,7 +138,8 @@ class EarlyStopping(Callback):
             self.best, self.waited = value, 0
         else:
             self.waited += 1
-            state.stop = self.waited >= self.patience
+            if self.waited >= self.patience:
+                state.stop = True  # never cleared here: another callback may have asked to stop too
 
 
 def freeze(module: nn.Module) -> None:
@@ -243,7 +185,7 @@ class CountTrainable(Callback):
         self.per_epoch: dict[int, int] = {}
 
     def on_epoch_start(self, state: FitState) -> None:
-        self.per_epoch[state.epoch] = count_parameters(state.model, trainable_only=True)
+        self.per_epoch[state.epoch] = sum(p.numel() for p in state.model.parameters() if p.requires_grad)
 
 
 class LRMonitor(Callback):
@@ -254,3 +196,57 @@ class LRMonitor(Callback):
 
     def on_batch_end(self, state: FitState) -> None:
         self.lrs.append([g["lr"] for g in state.optimizer.param_groups])
+
+
+class BatchTransform(Callback):
+    """Change every training batch before the model sees it: `transform(images, labels)` returns
+    new images and labels. MixUp and CutMix (torchvision.transforms.v2) return mixed images and
+    soft labels (B, classes), which the loop's cross-entropy takes as they are."""
+
+    def __init__(self, transform: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]):
+        self.transform = transform
+
+    def on_batch_start(self, state: FitState) -> None:
+        state.x, state.y = self.transform(state.x, state.y)
+
+
+class TensorBoard(Callback):
+    """Write each epoch's losses, accuracies, learning rate and seconds for TensorBoard, and with
+    `finish` the run's hyperparameters beside its test scores (`tensorboard --logdir ...`).
+
+    Needs the tensorboard package (the `[tensorboard]` extra); without it, says so once and
+    records nothing: a run never fails for want of its charts.
+    """
+
+    CURVES = {"loss/train": "train_loss", "loss/val": "val_loss", "top1/train": "train_top1",
+              "top1/val": "val_top1", "top5/val": "val_top5", "lr": "lr", "seconds": "seconds"}
+
+    def __init__(self, log_dir: str | Path, hparams: dict):
+        self.log_dir, self.hparams, self.writer = Path(log_dir), hparams, None
+
+    def on_fit_start(self, state: FitState) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            print("TensorBoard logging is off: the tensorboard package is not installed "
+                  "(pip install tensorboard, or pip install -e '.[tensorboard]').")
+            return
+        self.writer = SummaryWriter(self.log_dir)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if self.writer is not None:
+            record = state.history[-1]
+            for tag, key in self.CURVES.items():
+                self.writer.add_scalar(tag, record[key], record["epoch"])
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.writer is not None and not state.finished:
+            self.writer.close()  # an error ended the run: keep what it wrote
+            self.writer = None
+
+    def finish(self, test: dict[str, float]) -> None:
+        """Record the hyperparameters with the run's test scores, and close the files."""
+        if self.writer is not None:
+            self.writer.add_hparams(self.hparams, {f"test/{k}": v for k, v in test.items()}, run_name=".")
+            self.writer.close()
+            self.writer = None

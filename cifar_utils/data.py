@@ -15,17 +15,17 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.datasets.utils import check_integrity, extract_archive
 
-from .settings import DATA_ENV, DATASETS, Config
+from .settings import DATASETS, Config
 
 TORCHVISION_CLASSES = {"cifar10": torchvision.datasets.CIFAR10,
                        "cifar100": torchvision.datasets.CIFAR100}
@@ -88,20 +88,19 @@ class CifarData:
 
 # --- finding the data ----------------------------------------------------------------------
 
-def load(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
+def load(dataset: str = "cifar10", data_dir: str | os.PathLike = "data",
          download: bool = True) -> CifarData:
-    """Find the data set by COURSE.md's five steps and load it into memory.
+    """Find the data set by the course's five steps (the README's *Where the data comes from*)
+    and load it into memory.
 
-    data_dir: None for $CIFAR_DATA_DIR or ./data; "sample" for the bundled sample; or a
-    folder (torchvision layout, official archive, or train/ and test/ image folders) or an
-    image-folder archive.
+    data_dir: "sample" for the bundled sample; or a folder (torchvision layout, official
+    archive, or train/ and test/ image folders) or an image-folder archive.
     """
     if dataset not in DATASETS:
         raise DataError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
-    if data_dir is not None and str(data_dir) == "sample":
+    if str(data_dir) == "sample":
         return load_sample(dataset, reason="DATA_DIR='sample' asks for it")
-    root = Path(data_dir if data_dir is not None else os.environ.get(DATA_ENV) or "data")
-    root = root.expanduser()
+    root = Path(data_dir).expanduser()
     if root.is_file():
         return _load_file(dataset, root)
     if root.exists() and not root.is_dir():
@@ -114,6 +113,9 @@ def load(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
         return _load_torchvision(dataset, root)
     if (root / "train").is_dir() or (root / "test").is_dir():
         return load_image_folder(dataset, root)
+    nested = _one_level_down(root, dataset)
+    if nested is not None:  # before a download: the data is there, in the wrong place
+        raise DataError(f"{root} holds no {dataset} data itself, but {nested} does: set DATA_DIR to {nested}.")
     if download:
         try:
             _download(dataset, root)
@@ -127,7 +129,7 @@ def load_for(cfg: Config) -> CifarData:
     """Load what a notebook's settings ask for; the smoke profile defaults to the sample."""
     if cfg.data_dir is None and cfg.profile.name == "smoke":
         return load_sample(cfg.dataset, reason="the smoke profile runs on it")
-    return load(cfg.dataset, cfg.data_dir, cfg.download)
+    return load(cfg.dataset, cfg.default_data_dir if cfg.data_dir is None else cfg.data_dir, cfg.download)
 
 
 def fingerprint(data: CifarData, cfg: Config) -> dict:
@@ -139,13 +141,25 @@ def fingerprint(data: CifarData, cfg: Config) -> dict:
 def split_for(data: CifarData, cfg: Config, kind: str) -> Splits:
     """Split the data for one kind of training (settings.KINDS), sized by the profile's budget."""
     budget = cfg.budget(kind)
-    return split(data, cfg.profile.val_fraction, cfg.seed, budget.train_images,
-                 cfg.profile.test_images)
+    splits = split(data, cfg.profile.val_fraction, cfg.seed, budget.train_images, cfg.profile.test_images)
+    return replace(splits, fingerprint=fingerprint(data, cfg))
 
 
 def kfold_for(data: CifarData, cfg: Config, kind: str, k: int) -> list[Splits]:
     """k folds of the images split_for keeps for this kind of training (its train and val)."""
-    return kfold(data, k, cfg.seed, cfg.budget(kind).train_images, cfg.profile.test_images)
+    return [replace(fold, fingerprint=fingerprint(data, cfg))
+            for fold in kfold(data, k, cfg.seed, cfg.budget(kind).train_images, cfg.profile.test_images)]
+
+
+def _one_level_down(root: Path, dataset: str) -> Path | None:
+    """A folder right inside `root` that holds the data set (any layout the course reads), or None."""
+    if not root.is_dir():
+        return None
+    tv = TORCHVISION_CLASSES[dataset]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if any((folder / name).exists() for name in ("train", "test", tv.base_folder, tv.filename)):
+            return folder
+    return None
 
 
 def _load_file(dataset: str, path: Path) -> CifarData:
@@ -264,10 +278,16 @@ def _walk_images(path: Path) -> Iterator[tuple[str, bytes]]:
 def _match_classes(dataset: str, path: Path, files: dict) -> tuple[list[str], dict[str, int]]:
     """Map class folder names to the data set's class indices, or explain the mismatch."""
     train, test = set(files["train"]), set(files["test"])
+    empty = [f"{split}/{name}/" for split, names in _class_folders(path).items()
+             for name in sorted(names - set(files[split]))] if train != test else []
+    if empty:
+        raise DataError(f"{path}: {', '.join(empty)} holds no images ({', '.join(IMAGE_SUFFIXES)} files). Put the "
+                        "class's images there, or remove the folder from both train/ and test/.")
     if train != test:
-        raise DataError(f"{path}: train/ and test/ have different class folders "
-                        f"(only in train: {sorted(train - test)}; only in test: "
-                        f"{sorted(test - train)}). Each split needs the same classes.")
+        lacking = [f"{split}/ lacks {', '.join(sorted(other - own))}" for split, own, other
+                   in (("train", train, test), ("test", test, train)) if other - own]
+        raise DataError(f"{path}: the class folders of train/ and test/ differ ({'; '.join(lacking)}). "
+                        "Each split needs the same classes.")
     expected = class_names(dataset)
     if train == set(expected):
         return expected, {name: i for i, name in enumerate(expected)}
@@ -278,6 +298,24 @@ def _match_classes(dataset: str, path: Path, files: dict) -> tuple[list[str], di
                     f"(unexpected: {unexpected[:10]}; missing: {missing[:10]}). Name them "
                     f"as torchvision does ({', '.join(expected[:5])}, ...) or 0..{len(expected) - 1}, "
                     f"or set DATASET to the data set they hold.")
+
+
+def _class_folders(path: Path) -> dict[str, set[str]]:
+    """The class folders under train/ and test/, empty ones included (for an archive, the folders
+    it lists)."""
+    if path.is_dir():
+        names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_dir()]
+    elif path.name.lower().endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            names = [name.rstrip("/") for name in archive.namelist() if name.endswith("/")]
+    else:
+        with tarfile.open(path) as archive:
+            names = [member.name for member in archive if member.isdir()]
+    folders: dict[str, set[str]] = {"train": set(), "test": set()}
+    for parts in (PurePosixPath(name).parts for name in names):
+        if len(parts) >= 2 and parts[-2] in folders:
+            folders[parts[-2]].add(parts[-1])
+    return folders
 
 
 def _decode(by_class: dict[str, list[tuple[str, bytes]]], folder_to_index: dict[str, int]) -> ImageSet:
@@ -320,6 +358,24 @@ tractor train tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 
 # --- splits and statistics -----------------------------------------------------------------
 
+def class_split(data: CifarData) -> tuple[CifarData, CifarData]:
+    """The data set's classes in two halves, each a data set of its own with its labels counted
+    from 0: the first half a source task to pretrain on, the second a target task of classes the
+    pretrained network never saw (Yosinski et al., 2014, split ImageNet's classes so). For
+    CIFAR-10: airplane, automobile, bird, cat, deer | dog, frog, horse, ship, truck."""
+    half = data.num_classes // 2
+    return _keep_classes(data, range(half)), _keep_classes(data, range(half, data.num_classes))
+
+
+def _keep_classes(data: CifarData, kept: range) -> CifarData:
+    def images_of(images: ImageSet) -> ImageSet:
+        chosen = np.isin(images.labels, kept)
+        return ImageSet(images.images[chosen], images.labels[chosen] - kept.start)
+
+    return replace(data, classes=data.classes[kept.start:kept.stop], train=images_of(data.train),
+                   test=images_of(data.test))
+
+
 def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Pick n indices with the classes in their original proportions, reproducibly."""
     rng = np.random.default_rng(seed)
@@ -338,6 +394,7 @@ class Splits:
     train: ImageSet
     val: ImageSet
     test: ImageSet
+    fingerprint: dict = field(default_factory=dict)  # the data they came from (fingerprint), if known
 
     def describe(self) -> str:
         return (f"{len(self.train):,} train / {len(self.val):,} validation / "
@@ -395,17 +452,36 @@ def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.bincount(labels, minlength=num_classes)
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any photo as a 32x32 uint8 RGB array: centre-crop to a square, then shrink."""
+def load_photo(path: str | os.PathLike) -> Image.Image:
+    """Read any photo as an upright RGB image: a phone's JPEG turned as its EXIF tag says,
+    transparency laid on white (a PNG's transparent pixels hold colours nobody meant to show),
+    greyscale and palette images made RGB. A missing file, an empty one or one that is not an
+    image gets a DataError that names it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"No image at {path}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes): not an image.")
     try:
         with Image.open(path) as img:
-            img = img.convert("RGB")
-            side = min(img.size)
-            left, top = (img.width - side) // 2, (img.height - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-            return np.asarray(img.resize((32, 32), Image.Resampling.BICUBIC))
-    except UnidentifiedImageError as err:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                img = img.convert("RGBA")
+                return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"{path} is not an image PIL can read ({err}).") from err
+
+
+def to_cifar_size(photo: Image.Image, side: int = 32) -> np.ndarray:
+    """A photo as the course's models take images: the centre square, shrunk to side x side
+    (uint8 RGB, (side, side, 3)). What the training images were is what a photo must become."""
+    square = min(photo.size)
+    left, top = (photo.width - square) // 2, (photo.height - square) // 2
+    photo = photo.crop((left, top, left + square, top + square))
+    return np.asarray(photo.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=3.0))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read any photo as a 32x32 uint8 RGB array: upright, on white, its centre square shrunk."""
+    return to_cifar_size(load_photo(path))

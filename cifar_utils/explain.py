@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from .precision import unwrap
@@ -36,6 +38,18 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> di
         for hook in hooks:
             hook.remove()
     return {name: outputs[name] for name in layers}
+
+
+def cam_layer(model: nn.Module) -> str:
+    """The layer Grad-CAM reads for one of the course's models: the last stage before the
+    classifier (`layer4` of a ResNet, `features` of SimpleCNN and the MobileNets), inside the
+    Upsampled or compute-format wrapper if there is one."""
+    names = dict(model.named_modules())
+    for prefix in ("", "model.", "module.", "module.model."):
+        for stage in ("layer4", "features"):
+            if prefix + stage in names:
+                return prefix + stage
+    raise ValueError(f"{type(unwrap(model)).__name__} has no convolutional stage for Grad-CAM to read")
 
 
 def grad_cam(model: nn.Module, layer: str, x: torch.Tensor,
@@ -72,3 +86,14 @@ def grad_cam(model: nn.Module, layer: str, x: torch.Tensor,
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)
     return cam / peak.view(-1, 1, 1)
+
+
+def overlay(image: np.ndarray, cam: torch.Tensor, side: int = 256, share: float = 0.45) -> np.ndarray:
+    """A uint8 image (H, W, 3) enlarged to side x side (nearest: its real pixels) with a Grad-CAM map
+    (h, w, in [0, 1]) laid over it in a heat colour map: `share` of the map, the rest the image."""
+    from matplotlib import colormaps
+
+    picture = np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.NEAREST), dtype=np.float32)
+    heat = F.interpolate(cam[None, None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
+    colours = colormaps["jet"](heat.clamp(0, 1).numpy())[..., :3] * 255  # (side, side, 3)
+    return ((1 - share) * picture + share * colours).round().clip(0, 255).astype(np.uint8)

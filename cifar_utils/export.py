@@ -1,20 +1,28 @@
-"""ONNX: export a trained model, run it in ONNX Runtime, and check it against PyTorch.
+"""ONNX: export a trained model, run it in ONNX Runtime, check it against PyTorch, quantise it.
 
 ONNX is a file format for a network's graph and weights that runtimes other than PyTorch run
 (ONNX Runtime on servers and phones, TensorRT, browsers). The export traces the model once
 on an example batch; the runtime then needs no Python model code at all.
+
+Two kinds of export: `to_onnx` writes the model as it trains (normalised float images in,
+logits out), for checking and timing; `to_onnx_deployable` writes what an application needs,
+uint8 photos (N, 32, 32, 3) in and probabilities out, with the normalisation inside the graph
+and the class names and training statistics in the file's metadata. `quantize_int8` makes an
+int8 copy of the latter, calibrated on training images.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .metrics import median_ms
+from .cost import median_ms
 from .precision import plain_copy
 
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the exporter needs the first two
@@ -39,8 +47,89 @@ def to_onnx(model: nn.Module, path: str | Path, image_size: int = 32) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, image_size, image_size)  # 2, not 1: a batch of 1 fixes the size
     torch.onnx.export(plain_copy(model), (example,), path, input_names=["images"], output_names=["logits"],
-                      dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False,
+                      verbose=False)  # one file, weights inside: what the size on disk measures
     return path
+
+
+class Deployable(nn.Module):
+    """A trained model that takes what a camera gives: uint8 RGB images (N, H, W, 3), and returns
+    class probabilities (N, classes). The training data's normalisation is inside."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0-255
+        return self.model((x - self.mean) / self.std).softmax(dim=1)
+
+
+def to_onnx_deployable(model: nn.Module, path: str | Path, classes: Sequence[str], mean: Sequence[float],
+                       std: Sequence[float], image_size: int = 32, **metadata: str) -> Path:
+    """Export an fp32 copy of the model that takes uint8 images "images" (batch, H, W, 3) and gives
+    "probabilities" (batch, classes), with the class names, the normalisation and `metadata` in
+    the file (ONNX's metadata_props; ONNX Runtime reads them back as custom_metadata_map)."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
+    torch.onnx.export(Deployable(plain_copy(model), mean, std), (example,), path, input_names=["images"],
+                      output_names=["probabilities"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                      dynamo=True, external_data=False, verbose=False)
+    graph = onnx.load(str(path))
+    described = {"classes": json.dumps(list(classes)), "mean": json.dumps(list(mean)), "std": json.dumps(list(std)),
+                 "input": f"uint8 RGB images (batch, {image_size}, {image_size}, 3), 0-255", **metadata}
+    for key, value in described.items():
+        graph.metadata_props.add(key=key, value=value)
+    onnx.save(graph, str(path))
+    return path
+
+
+def described(session) -> dict:
+    """What a deployable model says of itself: its classes, normalisation and the rest."""
+    found = dict(session.get_modelmeta().custom_metadata_map)
+    return {k: json.loads(v) if k in ("classes", "mean", "std") else v for k, v in found.items()}
+
+
+def quantize_int8(path: str | Path, int8_path: str | Path, calibration: np.ndarray, batch_size: int = 64) -> Path:
+    """Post-training static quantisation with ONNX Runtime: weights and activations in int8 (QDQ,
+    per channel), the activations' ranges calibrated on `calibration`, uint8 images
+    (N, H, W, 3) the model takes, typically a few hundred training images."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"images": calibration[i:i + batch_size]}
+                                 for i in range(0, len(calibration), batch_size)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    int8_path = Path(int8_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(path), str(prepared), skip_symbolic_shape=True)  # shapes and fusions first
+        quantize_static(str(prepared), str(int8_path), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    source, quantised = onnx.load(str(path)), onnx.load(str(int8_path))  # the description travels along
+    for prop in source.metadata_props:
+        quantised.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(quantised, str(int8_path))
+    return int8_path
+
+
+def probabilities(session, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A deployable model's probabilities for uint8 images (N, H, W, 3), in batches."""
+    return np.concatenate([session.run(["probabilities"], {"images": images[i:i + batch_size]})[0]
+                           for i in range(0, len(images), batch_size)])
 
 
 def session(path: str | Path):
@@ -62,8 +151,12 @@ def largest_difference(model: nn.Module, session, images: torch.Tensor) -> float
     return float(np.abs(run(session, images) - expected).max())
 
 
-def latency_ms(session, image_size: int = 32, runs: int = 50, warmup: int = 5) -> float:
-    """Median time of one image (batch 1) through ONNX Runtime on the CPU, in milliseconds."""
-    x = {"images": np.random.default_rng(0).standard_normal((1, 3, image_size, image_size),
-                                                             dtype=np.float32)}
-    return median_ms(lambda: session.run(["logits"], x), runs, warmup)
+def latency_ms(session, image_size: int = 32, runs: int = 50, warmup: int = 5, batch: int = 1) -> float:
+    """Median time of a batch (one image by default) through ONNX Runtime on the CPU, in
+    milliseconds: normalised float images for `to_onnx`'s files, uint8 ones for deployable ones."""
+    rng = np.random.default_rng(0)
+    if session.get_inputs()[0].type == "tensor(uint8)":
+        x = {"images": rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8)}
+    else:
+        x = {"images": rng.standard_normal((batch, 3, image_size, image_size), dtype=np.float32)}
+    return median_ms(lambda: session.run(None, x), runs, warmup)

@@ -1,4 +1,4 @@
-"""Losses for fit(): each takes (logits, targets, inputs), so a loss may look at the batch."""
+"""Losses other than plain cross-entropy, as callbacks that replace the batch's loss (on_loss)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .train import Callback, FitState
 
-class CrossEntropy(nn.Module):
-    """Softmax cross-entropy, optionally with label smoothing."""
 
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        self.label_smoothing = label_smoothing
+class LabelSmoothing(Callback):
+    """Cross-entropy against targets with `smoothing` of each spread evenly over the classes."""
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                inputs: torch.Tensor | None = None) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+    def __init__(self, smoothing: float = 0.1):
+        self.smoothing = smoothing
+
+    def on_loss(self, state: FitState) -> None:
+        state.loss = F.cross_entropy(state.logits, state.y, label_smoothing=self.smoothing)
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -34,22 +34,21 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return alpha * kd + (1 - alpha) * F.cross_entropy(student_logits.float(), targets)
 
 
-class Distillation(nn.Module):
-    """The distillation loss with a frozen teacher that scores each training batch itself."""
+class Distillation(Callback):
+    """Train against a frozen teacher: it scores the same augmented batch the student sees, and
+    the loss becomes distillation_loss of the two."""
 
     def __init__(self, teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9):
-        super().__init__()
         self.teacher = teacher.eval().requires_grad_(False)
         self.temperature, self.alpha = temperature, alpha
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            teacher_logits = self.teacher(inputs)  # the same augmented batch the student sees
-        return distillation_loss(logits, teacher_logits, targets, self.temperature, self.alpha)
+    def on_fit_start(self, state: FitState) -> None:
+        self.teacher.to(state.device)
 
-    def train(self, mode: bool = True):
-        """Keep the teacher in eval mode (its BatchNorm statistics and dropout stay fixed)."""
-        super().train(mode)
-        self.teacher.eval()
-        return self
+    def on_epoch_start(self, state: FitState) -> None:
+        self.teacher.eval()  # its BatchNorm statistics and dropout stay fixed, whatever trains
+
+    def on_loss(self, state: FitState) -> None:
+        with torch.no_grad():
+            teacher_logits = self.teacher(state.x)
+        state.loss = distillation_loss(state.logits, teacher_logits, state.y, self.temperature, self.alpha)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .losses import CrossEntropy
-from .train import grad_scaler, step
+from .train import step
 
 
 @dataclass
@@ -32,17 +31,18 @@ class RangeTest:
     suggested: float
 
 
-def range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, device: torch.device, *,
+def range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
                start_lr: float = 1e-5, end_lr: float = 10.0, steps: int = 100, smoothing: float = 0.05,
-               diverge: float = 4.0, loss_fn: Callable | None = None) -> RangeTest:
-    """Run the range test with `optimizer` on `model`; stop early once the loss diverges."""
+               diverge: float = 4.0) -> RangeTest:
+    """Run the range test with `optimizer` on `model`, where the model is; stop early once the
+    loss diverges."""
     if not 0 < start_lr < end_lr or steps < 10:
         raise ValueError("need 0 < start_lr < end_lr and at least 10 steps")
-    loss_fn = loss_fn or CrossEntropy()
+    device = next(model.parameters()).device
     saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     factor = (end_lr / start_lr) ** (1 / (steps - 1))
     lrs, losses, average, best = [], [], 0.0, math.inf
-    scaler = grad_scaler(model, device)  # the same step as fit(): fp16 models scale the loss
+    scaler = getattr(model, "loss_scaler", None)  # the same step as fit(): fp16 models scale the loss
     model.train()
     try:
         batches = itertools.cycle(loader)  # a small split may hold fewer batches than steps
@@ -52,7 +52,7 @@ def range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, devic
                 group["lr"] = lr
             x, y = next(batches)
             x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y, x)
+            loss = F.cross_entropy(model(x), y)
             step(loss, optimizer, scaler)
             average = smoothing * loss.item() + (1 - smoothing) * average
             smoothed = average / (1 - (1 - smoothing) ** (i + 1))  # bias-corrected

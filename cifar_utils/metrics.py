@@ -1,18 +1,14 @@
-"""Top-k accuracy, evaluation, confusion matrices, per-class accuracy, and what a model costs."""
+"""Accuracy: top-k, evaluation (with flip test-time augmentation), confusion matrices, per-class
+accuracy and the mistakes a model makes most. What a model costs is the `cost` module's."""
 
 from __future__ import annotations
 
-import io
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from .precision import plain_copy
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
@@ -99,47 +95,23 @@ def error_summary(cm: np.ndarray, classes: Sequence[str], top: int = 5) -> str:
             f"per class, worst to best: {', '.join(ranked)}")
 
 
-def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> int:
-    """Floating-point operations of one forward pass on one input, by PyTorch's FLOP counter.
+def calibration(logits: torch.Tensor, labels: torch.Tensor, bins: int = 10) -> dict:
+    """How far the top probability is from how often the model is right (Guo et al., 2017).
 
-    A multiply-add counts as two operations, as FlopCounterMode counts them.
+    The test images are binned by their top softmax probability (bins of equal width); each
+    bin has a mean confidence and an accuracy. ECE, the expected calibration error, is the gap
+    between the two averaged over the bins, weighted by their share of the images: 0 for a model
+    whose 80%-confident answers are right 80% of the time, and so on. Returns ece and, per bin,
+    confidence, accuracy and counts (numpy arrays).
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.zeros(1, channels, image_size, image_size, device=device))
-    model.train(was_training)
-    return counter.get_total_flops()
-
-
-def cpu_latency_ms(model: nn.Module, image_size: int = 32, runs: int = 50,
-                   warmup: int = 5) -> float:
-    """Median time in milliseconds of one forward pass at batch 1 on the CPU, fp32, channels-first.
-
-    One fixed precision and layout, whatever the model trained in, so that models compare.
-    """
-    model = plain_copy(model)
-    x = torch.randn(1, 3, image_size, image_size)
-    with torch.no_grad():
-        return median_ms(lambda: model(x), runs, warmup)
-
-
-def median_ms(call, runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of call() in milliseconds, over `runs` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
-
-
-def size_on_disk_mb(model: nn.Module) -> float:
-    """Size of the model's saved state_dict in megabytes (10^6 bytes)."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    return buffer.tell() / 1e6
+    confidence, predicted = logits.float().softmax(dim=1).max(dim=1)
+    correct = (predicted == labels).double().numpy()
+    confidence = confidence.double().numpy()
+    which = np.minimum((confidence * bins).astype(int), bins - 1)  # bin i holds [i/bins, (i+1)/bins)
+    counts = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        mean_confidence = np.bincount(which, confidence, bins) / counts
+        accuracy = np.bincount(which, correct, bins) / counts
+    gaps = np.nan_to_num(np.abs(accuracy - mean_confidence))
+    return {"ece": float((counts * gaps).sum() / len(labels)), "confidence": mean_confidence,
+            "accuracy": accuracy, "counts": counts}

@@ -1,10 +1,17 @@
-"""The course's models, torchvision's ImageNet models adapted to CIFAR, and a registry by name."""
+"""The course's models, torchvision's ImageNet models adapted to CIFAR, and a registry by name.
+
+Every model `build` makes carries its `architecture`: what it takes to build it again (the
+registry name, the builder's options, the classes, the input side), which a checkpoint stores
+beside the weights.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -172,12 +179,37 @@ def classifier_of(net: nn.Module) -> nn.Module:
     return net.fc if hasattr(net, "fc") else net.classifier
 
 
+def split_head(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """A torchvision model's parameters as (body, head): the head is `fc` (ResNet) or
+    `classifier` (MobileNet), the body everything before it."""
+    head = "fc" if isinstance(getattr(net, "fc", None), nn.Linear) else "classifier"
+    body = [p for name, p in net.named_parameters() if not name.startswith(f"{head}.")]
+    return body, list(getattr(net, head).parameters())
+
+
+def new_head(net: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
+    """Give a model (ResNet: `fc`; MobileNet: `classifier`'s last layer) a fresh last layer for
+    `num_classes` classes, drawn from `seed`; its architecture records the new classes."""
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if isinstance(getattr(net, "fc", None), nn.Linear):
+            net.fc = nn.Linear(net.fc.in_features, num_classes)
+        else:
+            net.classifier[-1] = nn.Linear(net.classifier[-1].in_features, num_classes)
+    if hasattr(net, "architecture"):
+        net.architecture = dataclasses.replace(net.architecture, num_classes=num_classes)
+    return net
+
+
 class Upsampled(nn.Module):
     """Resize the input batch (bilinear) before the wrapped model: 32x32 -> size x size."""
 
     def __init__(self, model: nn.Module, size: int):
         super().__init__()
         self.model, self.size = model, size
+        if hasattr(model, "architecture"):
+            self.architecture = dataclasses.replace(model.architecture, input_px=size)
 
     def extra_repr(self) -> str:
         return f"size={self.size}"
@@ -186,6 +218,15 @@ class Upsampled(nn.Module):
         if x.shape[-1] != self.size:
             x = nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         return self.model(x)
+
+
+def stages(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A ResNet18's parts from the input up, CIFAR's or torchvision's: the stem with layer1, then
+    layer2, layer3, layer4 and the classifier. Early stages hold generic features (edges,
+    colours), later ones parts of objects; the classifier is the task's own."""
+    stem = [net.stem] if hasattr(net, "stem") else [net.conv1, net.bn1]
+    return [("stem+layer1", nn.ModuleList([*stem, net.layer1])), ("layer2", net.layer2),
+            ("layer3", net.layer3), ("layer4", net.layer4), ("fc", net.fc)]
 
 
 @torch.no_grad()
@@ -209,21 +250,39 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """What it takes to build a model again: the registry name, the builder's options, the
+    number of classes and the side of the images it sees (Upsampled when not 32)."""
+
+    name: str
+    num_classes: int
+    options: dict = field(default_factory=dict)  # the builder's keywords (widths=...), never weights
+    input_px: int = 32
+
+
+WEIGHT_OPTIONS = ("weights", "download")  # how the starting weights were had, not the architecture
+
+
 def build(name: str, num_classes: int, *, seed: int | None = None, **kwargs) -> nn.Module:
     """Build a registered model by name (torchvision ones take weights="imagenet", download=).
 
     seed: draw the random initial weights from this seed (the same seed, the same weights),
     leaving the global random stream as it was; None draws them from the global stream.
+    The model carries its Architecture as `model.architecture`.
     """
     if name not in REGISTRY:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
-    if seed is None:
-        return REGISTRY[name](num_classes=num_classes, **kwargs)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return REGISTRY[name](num_classes=num_classes, **kwargs)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = REGISTRY[name](num_classes=num_classes, **kwargs)
+    options = {k: v for k, v in kwargs.items() if k not in WEIGHT_OPTIONS}
+    model.architecture = Architecture(name, num_classes, options)
+    return model
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Count the model's parameters (only those that will train, if asked)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+def rebuild(architecture: Architecture) -> nn.Module:
+    """A model of this architecture with fresh random weights, to load saved weights into."""
+    model = build(architecture.name, architecture.num_classes, **architecture.options)
+    return model if architecture.input_px == 32 else Upsampled(model, architecture.input_px)

@@ -51,13 +51,15 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, classes: Sequence[str],
 
 def augmentation_preview(image: np.ndarray, augmentations: dict, n: int = 6, seed: int = 0,
                          ax=None):
-    """One row per augmentation: the original, then n random draws of it."""
-    torch.manual_seed(seed)
+    """One row per augmentation: the original, then n random draws of it (drawn from `seed`,
+    leaving the global random stream as it was)."""
     pil = Image.fromarray(image)
     rows, names = [], []
-    for name, transform in augmentations.items():
-        rows.append([image] + [np.asarray(transform(pil)) for _ in range(n)])
-        names.append(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # torchvision's transforms draw from torch's global stream
+        for name, transform in augmentations.items():
+            rows.append([image] + [np.asarray(transform(pil)) for _ in range(n)])
+            names.append(name)
     ax = _axes(ax, figsize=((n + 1) * 1.0, len(rows) * 1.0))
     ax.imshow(_tile(np.array([img for row in rows for img in row]), n + 1), interpolation="nearest")
     step = image.shape[0] + 2
@@ -261,6 +263,22 @@ def accuracy_bars(records: Sequence[dict], ax=None):
             xerr=spread if any(spread) else None, capsize=3)
     ax.set_xlabel("test top-1" + (" (mean ± std over seeds)" if any(spread) else ""))
     ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def reliability(curves: dict[str, dict], ax=None):
+    """Accuracy against confidence per bin (metrics.calibration), one line per model, beside the
+    diagonal a perfectly calibrated model would follow; each label gives its ECE."""
+    ax = _axes(ax, figsize=(5, 4))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for name, c in curves.items():
+        filled = c["counts"] > 0
+        ax.plot(c["confidence"][filled], c["accuracy"][filled], marker="o", label=f"{name} (ECE {c['ece']:.3f})")
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    legend_beside(ax)
     return ax
 
 

@@ -11,8 +11,9 @@ Two switches change the speed of a training step without changing what the model
   memory layout: channels-last (NHWC) stores the channels of a pixel side by side, the layout
     tensor cores and oneDNN's convolutions prefer.
 `prepare` wraps a model so that it runs in one such format by itself: it puts every input in
-its layout and runs its forward under autocast, so the training loop, evaluation and the
-benchmark never pass a precision around. `default_format` decides from what the hardware has,
+its layout and runs its forward under autocast, and a model in fp16 carries the GradScaler that
+train.fit scales its loss with, so the training loop, evaluation and the benchmark never pass a
+precision around. `default_format` decides from what the hardware has,
 not from a timing, so the same seed on the same machine gives the same numbers, busy or not.
 """
 
@@ -79,11 +80,15 @@ def autocast(device_type: str, dtype: torch.dtype | None):
 
 
 class Prepared(nn.Module):
-    """A model that runs in one compute format: input layout and autocast, then fp32 logits."""
+    """A model that runs in one compute format: input layout and autocast, then fp32 logits.
 
-    def __init__(self, module: nn.Module, compute_format: ComputeFormat):
+    loss_scaler: the GradScaler train.fit scales the loss with, for a format that needs one (fp16).
+    """
+
+    def __init__(self, module: nn.Module, compute_format: ComputeFormat, device_type: str = "cpu"):
         super().__init__()
         self.module, self.compute_format = module, compute_format
+        self.loss_scaler = torch.amp.GradScaler(device_type) if compute_format.scales_the_loss else None
 
     def extra_repr(self) -> str:
         return f"compute_format={self.compute_format.name}"
@@ -110,7 +115,7 @@ def plain_copy(model: nn.Module) -> nn.Module:
 def prepare(model: nn.Module, compute_format: ComputeFormat, device: torch.device) -> Prepared:
     """Move the model to `device` in the format's layout and wrap it to run in that format."""
     inner = unwrap(model).to(device, memory_format=compute_format.memory_format)
-    return Prepared(inner, compute_format)
+    return Prepared(inner, compute_format, device.type)
 
 
 def cpu_has_bf16_units(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

@@ -1,29 +1,58 @@
-"""The course's one training recipe, and the Run it returns.
+"""The course's one training recipe, its hyperparameters, and the Run it returns.
 
-    seed -> compute format -> optimizer -> schedule -> fit -> evaluate on the test set, once
+    seed -> compute format -> optimizer -> schedule -> fit -> test, once
 
-Every notebook from 02 on trains through `train`; what differs between runs is an argument
-(the optimizer, parameter groups with their own rates, the schedule, a freezing callback, a
-distillation loss), never a copy of the chain.
+Every notebook from 02 on trains through `train`. What differs between runs is data, never a
+copy of the chain: the hyperparameters (Hyper), parameter groups with their own rates, and
+callbacks (freezing, MixUp, a distillation loss).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import speed
-from .callbacks import Checkpoint, OneCycle
+from .callbacks import Checkpoint, Cosine, OneCycle, ReduceLROnPlateau, TensorBoard
+from .cost import choose
 from .loaders import Loaders
 from .metrics import mirrored, predict, scores
 from .precision import PLAIN, ComputeFormat, prepare
-from .settings import seed_everything
-from .train import BatchTransform, Callback, fit, train_seconds
+from .settings import Config, seed_everything
+from .train import Callback, Progress, fit, train_seconds
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("one-cycle", "cosine", "plateau", "constant")
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The recipe's hyperparameters, each with its unit."""
+
+    epochs: int  # passes over the training split
+    lr: float = 0.05  # peak learning rate per 128 images (scaled_lr); a parameter group may set its own
+    momentum: float = 0.9  # SGD's Nesterov momentum, AdamW's beta1; one-cycle cycles it 0.95 -> 0.85 -> 0.95
+    weight_decay: float = 5e-4  # L2 penalty: SGD adds weight_decay * w to each gradient (AdamW: decoupled)
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    schedule: str | Callback = "one-cycle"  # one-cycle | cosine | plateau | constant, or a schedule callback
+    warmup: float = 0.25  # share of one-cycle's steps that warm the rate up to its peak
+    seed: int = 0  # the run's shuffling, augmentation and dropout (initial weights: models.build's seed)
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive whole number, not {self.epochs!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be above 0, not {self.lr!r}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}.")
+        if isinstance(self.schedule, str) and self.schedule not in SCHEDULES:
+            raise ValueError(f"Unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}, "
+                             "or pass a schedule callback.")
+        if not 0 < self.warmup < 1:
+            raise ValueError(f"warmup is a share of the steps, between 0 and 1, not {self.warmup!r}.")
 
 
 @dataclass
@@ -41,6 +70,7 @@ class Run:
     test_flip: dict[str, float] | None = None  # the test scores with flip TTA, when asked for
     test_logits: torch.Tensor | None = None  # (N, classes) on the CPU, in the test loader's order
     test_labels: torch.Tensor | None = None  # (N,): the error analyses read these, not a new pass
+    hyper: Hyper | None = None  # what it trained with (None: trained elsewhere)
 
     @property
     def epochs(self) -> int:
@@ -68,73 +98,85 @@ class Run:
         return self.test_flip
 
 
-def _scored_run(name: str, model: nn.Module, history: list[dict], loaders: Loaders,
-                device: torch.device, compute_format: ComputeFormat, train_images: int,
-                checkpoint: Path | None = None) -> Run:
-    """A Run of a trained, prepared model, scored on the test set once (its logits kept)."""
-    logits, labels = predict(model, loaders.test, device)
-    return Run(name, model, history, scores(logits, labels), device, train_images, compute_format,
-               checkpoint, test_logits=logits, test_labels=labels)
-
-
-def sgd(param_groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    """The course's optimizer: SGD with Nesterov momentum and weight decay."""
-    return torch.optim.SGD(param_groups, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-
-
-def adamw(param_groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    """AdamW with light weight decay, the usual choice for fine-tuning pretrained networks."""
-    return torch.optim.AdamW(param_groups, lr=lr, weight_decay=1e-4)
-
-
 def scaled_lr(lr_per_128: float, batch_size: int) -> float:
-    """Grow a learning rate given per 128 images with the square root of the batch size."""
+    """A learning rate given per 128 images, at `batch_size`: grown with the square root of the
+    batch size. A heuristic, not a law: Goyal et al. (2017) grow the rate linearly with the batch
+    (with a warm-up) for SGD; the square root is the gentler rule often used with Adam, and it
+    changes the rate less when the batch grows from 128 to 512 on a GPU."""
     return lr_per_128 * math.sqrt(batch_size / 128)
 
 
-def train(name: str, model: nn.Module, loaders: Loaders, *, epochs: int, lr: float,
-          device: torch.device, seed: int = 0, param_groups: list[dict] | None = None,
-          optimizer: Callable[[list[dict], float], torch.optim.Optimizer] = sgd,
-          schedule: Callback | None = None, callbacks: Sequence[Callback] = (),
-          loss_fn: Callable | None = None, batch_transform: BatchTransform | None = None,
-          checkpoint: Path | None = None, metadata: dict | None = None,
-          compute_format: ComputeFormat | None = None, flip_tta: bool = False) -> Run:
+def optimizer(hyper: Hyper, param_groups: list[dict]) -> torch.optim.Optimizer:
+    """The optimizer `hyper` names over `param_groups`, each group at its own "lr" (already scaled)."""
+    if hyper.optimizer == "adamw":
+        return torch.optim.AdamW(param_groups, betas=(hyper.momentum, 0.999), weight_decay=hyper.weight_decay)
+    return torch.optim.SGD(param_groups, momentum=hyper.momentum, nesterov=True, weight_decay=hyper.weight_decay)
+
+
+def schedule(hyper: Hyper) -> Callback | None:
+    """The schedule callback `hyper` names (None: a constant rate)."""
+    if not isinstance(hyper.schedule, str):
+        return hyper.schedule
+    return {"one-cycle": lambda: OneCycle(pct_start=hyper.warmup), "cosine": Cosine,
+            "plateau": lambda: ReduceLROnPlateau("val_loss", factor=0.1, patience=1),
+            "constant": lambda: None}[hyper.schedule]()
+
+
+def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Config, *,
+          param_groups: list[dict] | None = None, callbacks: list[Callback] = (),
+          checkpoint: Path | None = None) -> Run:
     """Train `model` with the course's recipe and score it on the test set once, at the end.
 
-    lr: peak learning rate per 128 images (each of param_groups may set its own "lr", also
-        per 128 images); the recipe scales every rate by sqrt(batch size / 128).
-    schedule: a schedule callback; None is a one-cycle schedule over the whole run.
-    loss_fn, batch_transform: as train.fit takes them (label smoothing, distillation; MixUp).
-    checkpoint: keep the epoch with the best validation top-1 there (with `metadata` and the
-        normalisation) and end with its weights.
-    compute_format: None for speed.choose (the hardware's default unless $CIFAR_COURSE_FORMAT
-        says otherwise).
-    flip_tta: also score the test set with flip test-time augmentation (Run.test_flip).
+    cfg: where to train (cfg.device), in which compute format (cfg.compute_format: the
+        hardware's default unless asked otherwise) and how to show progress.
+    param_groups: parts of the model with their own peak rate ("lr", per 128 images, as
+        hyper.lr); the default is one group of every parameter at hyper.lr.
+    callbacks: anything that acts at fit()'s events: freezing, MixUp, a distillation loss, monitors.
+    checkpoint: keep the epoch with the best validation top-1 there (checkpoints.save) and
+        end with its weights.
     """
-    seed_everything(seed)  # dropout, shuffling and augmentation of this run
-    compute_format = compute_format or speed.choose(model, loaders.batch_size, device)
-    prepared = prepare(model, compute_format, device)
+    seed_everything(hyper.seed)  # shuffling, augmentation and dropout of this run
+    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device, cfg.measured_formats)
+    prepared = prepare(model, compute_format, cfg.device)
+    model = prepared.module  # the model itself: its weights are saved under their own names
     groups = param_groups or [{"params": list(model.parameters())}]
-    groups = [{**g, "lr": scaled_lr(g.get("lr", lr), loaders.batch_size)} for g in groups]
-    fit_callbacks = [schedule or OneCycle(), *callbacks]
+    groups = [{**g, "lr": scaled_lr(g.get("lr", hyper.lr), loaders.batch_size)} for g in groups]
+    fit_callbacks = [c for c in (schedule(hyper), *callbacks) if c is not None]
+    watching = monitors(name, cfg, hyper.seed, hparams(hyper, loaders))
     if checkpoint is not None:
-        fit_callbacks.append(Checkpoint(checkpoint, metadata={
-            "name": name, "mean": loaders.mean, "std": loaders.std,
-            "train_images": loaders.train_images, **(metadata or {})}))
-    history = fit(prepared, loaders.train, loaders.val, epochs=epochs,
-                  optimizer=optimizer(groups, scaled_lr(lr, loaders.batch_size)), device=device,
-                  loss_fn=loss_fn, callbacks=fit_callbacks, batch_transform=batch_transform,
-                  desc=name)
-    run = _scored_run(name, prepared, history, loaders, device, compute_format, loaders.train_images, checkpoint)
-    if flip_tta:
-        run.score_with_flip(loaders.test)
+        info = {"name": name, "data": loaders.splits.fingerprint, "mean": loaders.mean, "std": loaders.std,
+                "train_images": loaders.train_images}
+        fit_callbacks.append(Checkpoint(checkpoint, model, info))
+    history = fit(prepared, loaders.train, loaders.val, epochs=hyper.epochs, optimizer=optimizer(hyper, groups),
+                  callbacks=[*fit_callbacks, *watching])
+    logits, labels = predict(prepared, loaders.test, cfg.device)
+    run = Run(name, prepared, history, scores(logits, labels), cfg.device, loaders.train_images, compute_format,
+              checkpoint, test_logits=logits, test_labels=labels, hyper=hyper)
+    for board in (w for w in watching if isinstance(w, TensorBoard)):
+        board.finish(run.test)
     print(run.summary())
     return run
 
 
-def test_only(name: str, model: nn.Module, loaders: Loaders, device: torch.device,
-              train_images: int = 0) -> Run:
+def monitors(name: str, cfg: Config, seed: int, hparams: dict | None = None) -> list[Callback]:
+    """What watches a run: its progress bar, and its curves for TensorBoard when cfg asks for
+    them (cfg.tensorboard/<name>/seed<seed>)."""
+    watching = [Progress(name, cfg.progress)]
+    if cfg.tensorboard is not None:
+        watching.append(TensorBoard(cfg.tensorboard / name / f"seed{seed}", hparams or {}))
+    return watching
+
+
+def hparams(hyper: Hyper, loaders: Loaders) -> dict:
+    """The hyperparameters of a run as TensorBoard takes them (numbers and strings), with its budget."""
+    values = {k: v if isinstance(v, (int, float, str)) else type(v).__name__ for k, v in vars(hyper).items()}
+    return {**values, "batch_size": loaders.batch_size, "train_images": loaders.train_images}
+
+
+def test_only(name: str, model: nn.Module, loaders: Loaders, cfg: Config, train_images: int = 0) -> Run:
     """Score a model trained elsewhere (a loaded checkpoint) as a Run with no epochs here."""
-    compute_format = speed.choose(model, loaders.batch_size, device)
-    prepared = prepare(model, compute_format, device)
-    return _scored_run(name, prepared, [], loaders, device, compute_format, train_images)
+    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device, cfg.measured_formats)
+    prepared = prepare(model, compute_format, cfg.device)
+    logits, labels = predict(prepared, loaders.test, cfg.device)
+    return Run(name, prepared, [], scores(logits, labels), cfg.device, train_images, compute_format,
+               test_logits=logits, test_labels=labels)

@@ -1,4 +1,4 @@
-"""Each notebook's results JSON (COURSE.md's stable interface), written and read."""
+"""Each notebook's results JSON (the README's stable interface), written and read."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import statistics
 from pathlib import Path
 
+from .cost import count_parameters
 from .data import CifarData
-from .models import count_parameters
 from .recipe import Run
 from .settings import Config
 
@@ -84,7 +84,7 @@ FORMATS = {"test_top1": "{:.1%}", "test_top5": "{:.1%}", "params": "{:,}", "trai
            "train_seconds": "{:.1f}", "flops": lambda f: f"{f / 1e6:,.1f} M", "size_mb": "{:.1f}",
            "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}",
            "test_top1_flip": "{:.1%}", "test_top1_std": "{:.1%}", "onnx_latency_ms": "{:.2f}",
-           "onnx_max_abs_diff": "{:.1e}", "onnx_mb": "{:.1f}", "vs_plain_points": "{:+.1f}"}
+           "onnx_max_abs_diff": "{:.1e}", "onnx_mb": "{:.1f}", "vs_plain_points": "{:+.1f}", "ece": "{:.3f}"}
 
 
 def table(records: list[dict], columns: list[str]):
@@ -106,7 +106,7 @@ def collect(folder: str | Path, dataset: str, profile: str) -> list[dict]:
 
 
 def read(path: str | Path) -> dict:
-    """Read one results JSON, checking the keys COURSE.md promises."""
+    """Read one results JSON, checking the keys every notebook writes."""
     record = json.loads(Path(path).read_text())
     for key in ("notebook", "dataset", "data_source", "profile", "device", "seed", "runs"):
         if key not in record:

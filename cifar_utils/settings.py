@@ -17,6 +17,7 @@ DATA_ENV = "CIFAR_DATA_DIR"
 RESULTS_ENV = "CIFAR_RESULTS_DIR"
 PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"
 FORMAT_ENV = "CIFAR_COURSE_FORMAT"
+TENSORBOARD_ENV = "CIFAR_COURSE_TENSORBOARD"
 ENVIRONMENT = {
     PROFILE_ENV: "the profile PROFILE='auto' (or 'auto-short') resolves to (smoke | laptop | short | full)",
     DATA_ENV: "where DATA_DIR=None looks for the data (default ./data)",
@@ -25,10 +26,13 @@ ENVIRONMENT = {
     FORMAT_ENV: "the precision and memory layout models train in: unset for the default of "
                 "this hardware, 'measure' to time all four and take the fastest, or one of "
                 "them pinned ('bf16,channels-last', 'fp32,channels-first', ...)",
+    TENSORBOARD_ENV: "a folder: every training run writes its curves there for TensorBoard, one folder "
+                     "per run (the course runner's --tensorboard sets it per notebook)",
 }
 
 DATASETS = ("cifar10", "cifar100")
 DEVICES = ("auto", "cuda", "mps", "cpu")
+PROGRESS_STYLES = ("widget", "text", "off")
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,11 @@ class Budget:
     seeds: int = 1  # how many times each arm trains, with seeds SEED, SEED + 1, ...: mean ± std
 
 
+FULL_WIDTHS = (64, 128, 256, 512)  # ResNet18's channels per stage, as He et al. built it
+QUARTER_WIDTHS = (16, 32, 64, 128)  # a quarter of them: a sixteenth of the weights and operations
+
 # The kinds of training the notebooks do, each with its own budget.
-KINDS = ("logistic_regression", "simple_cnn", "resnet18_cifar", "fine_tune", "student", "tricks")
+KINDS = ("logistic_regression", "simple_cnn", "resnet18_cifar", "pretrain", "fine_tune", "student", "tricks")
 
 
 @dataclass(frozen=True)
@@ -53,45 +60,49 @@ class Profile:
     test_images: int | None  # test images kept (None: all)
     val_fraction: float  # share of the kept training images held out for validation
     batch_size: int
+    resnet_widths: tuple[int, ...] = FULL_WIDTHS  # the channels of the CIFAR ResNet18's four stages
     description: str = field(default="", compare=False)
 
 
-def _profile(name, epochs, train_images, test_images, batch_size, description, seeds=None) -> Profile:
+def _profile(name, epochs, train_images, test_images, batch_size, description, seeds=None,
+             resnet_widths=FULL_WIDTHS) -> Profile:
     budgets = {kind: Budget(epochs[kind], train_images.get(kind), (seeds or {}).get(kind, 1))
                for kind in KINDS}
-    return Profile(name, budgets, test_images, 0.1, batch_size, description)
+    return Profile(name, budgets, test_images, 0.1, batch_size, resnet_widths, description)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": _profile(
         "smoke",
-        epochs={"logistic_regression": 2, "simple_cnn": 3, "resnet18_cifar": 2, "fine_tune": 2,
+        epochs={"logistic_regression": 2, "simple_cnn": 3, "resnet18_cifar": 2, "pretrain": 2, "fine_tune": 2,
                 "student": 2, "tricks": 2},
         # a handful of steps for the ResNet-sized models: one CIFAR ResNet18 step costs about 40
         # SimpleCNN steps on a CPU, and the test command runs every notebook several times
-        train_images={"resnet18_cifar": 200, "fine_tune": 200, "student": 200, "tricks": 500},
-        test_images=300, batch_size=64, seeds={"tricks": 2},  # so that the tests see the spread at work
+        train_images={"resnet18_cifar": 200, "pretrain": 300, "fine_tune": 200, "student": 200, "tricks": 500},
+        test_images=300, batch_size=64, resnet_widths=QUARTER_WIDTHS,
+        seeds={"student": 2, "tricks": 2},  # so that the tests see the spread at work
         description="the bundled sample, a few steps per model: at most minutes per notebook, for tests"),
     "laptop": _profile(
         "laptop",
-        epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "fine_tune": 3,
-                "student": 3, "tricks": 8},
-        # a ResNet18 step costs ~30 SimpleCNN steps on a CPU: the ResNets see a tenth of the images
-        # (00-06 in under 20 minutes on 2 cores); 07 trains six SimpleCNNs, each on 10,000 images
-        train_images={"resnet18_cifar": 5000, "fine_tune": 5000, "student": 5000, "tricks": 10000},
-        test_images=None, batch_size=128,
+        epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "pretrain": 3, "fine_tune": 3,
+                "student": 12, "tricks": 8},
+        # 03's ResNet at a quarter of the width (QUARTER_WIDTHS) on every image; the offline
+        # pretraining on 15,000 images of the source half; fine-tuning and the distilled student on
+        # 5,000 images (the student with three seeds, to measure its spread); 07's six arms on 10,000
+        train_images={"pretrain": 15000, "fine_tune": 5000, "student": 5000, "tricks": 10000},
+        test_images=None, batch_size=128, seeds={"student": 3}, resnet_widths=QUARTER_WIDTHS,
         description="real CIFAR, minutes per notebook on a laptop CPU"),
     "short": _profile(
         "short",
-        epochs={"logistic_regression": 5, "simple_cnn": 10, "resnet18_cifar": 8, "fine_tune": 3,
+        epochs={"logistic_regression": 5, "simple_cnn": 10, "resnet18_cifar": 8, "pretrain": 10, "fine_tune": 3,
                 "student": 8, "tricks": 15},
         train_images={}, test_images=None, batch_size=512,
         description="all of CIFAR, a few epochs: minutes per notebook on one GPU (assignments)"),
     "full": _profile(
         "full",
-        epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "fine_tune": 10,
+        epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "pretrain": 30, "fine_tune": 10,
                 "student": 30, "tricks": 30},
-        train_images={}, test_images=None, batch_size=512, seeds={"tricks": 3},
+        train_images={}, test_images=None, batch_size=512, seeds={"student": 3, "tricks": 3},
         description="all of CIFAR and enough epochs for headline accuracy on one GPU"),
 }
 
@@ -109,6 +120,13 @@ class Config:
     epochs_override: int | None  # EPOCHS: replaces every budget's epochs
     batch_size: int
     results_dir: Path
+    default_data_dir: str = "data"  # where DATA_DIR=None looks: $CIFAR_DATA_DIR, else ./data
+    compute_format: str = ""  # "" the hardware's default, "measure" the fastest timed, or a format's name
+    progress: str = "widget"  # widget | text | off: how training shows its progress
+    tensorboard: Path | None = None  # where runs write their curves for TensorBoard (None: they do not)
+    # the formats "measure" timed, per architecture, batch size and device, so that one notebook's
+    # runs train alike (filled by cost.choose)
+    measured_formats: dict = field(default_factory=dict, compare=False, repr=False)
 
     def budget(self, kind: str) -> Budget:
         """The budget of one kind of training (KINDS), with EPOCHS applied if the notebook set it."""
@@ -186,8 +204,16 @@ def check_whole(name: str, value, allow_none: bool, minimum: int) -> None:
 def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | None = None,
             download: bool = True, device: str = "auto", seed: int = 0,
             epochs: int | None = None, batch_size: int | None = None,
-            results_dir: str | None = None) -> Config:
-    """Check a notebook's stable parameters (by keyword) and resolve them into a Config (and seed)."""
+            results_dir: str | None = None, compute_format: str | None = None,
+            progress: str | None = None, tensorboard: str | None = None) -> Config:
+    """Check a notebook's stable parameters (by keyword) and resolve them into a Config.
+
+    Every environment variable the course reads is read here, once: the profile `auto` picks,
+    the data and results folders' defaults, the compute format (compute_format=None: from
+    $CIFAR_COURSE_FORMAT), the progress style (progress=None: "text" where
+    $CIFAR_COURSE_PLAIN_PROGRESS is 1, else "widget") and TensorBoard's folder (tensorboard=None:
+    $CIFAR_COURSE_TENSORBOARD, unset for no logging).
+    """
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
     check_whole("EPOCHS", epochs, allow_none=True, minimum=1)
@@ -196,7 +222,10 @@ def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | 
     if not isinstance(download, bool):
         raise ValueError(f"DOWNLOAD must be True or False, not {download!r}.")
     resolved = resolve_profile(profile)
-    seed_everything(seed)
+    if progress is None:
+        progress = "text" if os.environ.get(PLAIN_PROGRESS_ENV) == "1" else "widget"
+    if progress not in PROGRESS_STYLES:
+        raise ValueError(f"Unknown progress style {progress!r}: choose one of {', '.join(PROGRESS_STYLES)}.")
     return Config(
         profile=resolved,
         dataset=dataset,
@@ -207,4 +236,8 @@ def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | 
         epochs_override=epochs,
         batch_size=batch_size or resolved.batch_size,
         results_dir=Path(results_dir or os.environ.get(RESULTS_ENV) or "results"),
+        default_data_dir=os.environ.get(DATA_ENV) or "data",
+        compute_format=(os.environ.get(FORMAT_ENV, "") if compute_format is None else compute_format).strip(),
+        progress=progress,
+        tensorboard=Path(board) if (board := tensorboard or os.environ.get(TENSORBOARD_ENV)) else None,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import NOTEBOOK_DIR, write_torchvision_layout
 
-from cifar_utils.course import runner
+from cifar_utils.course.__main__ import main as course_main
 
 
 @pytest.fixture(params=["cifar10", "cifar100"])
@@ -23,7 +23,7 @@ def smoke_course(tmp_path_factory):
     that could download them.
     """
     out = tmp_path_factory.mktemp("course") / "smoke"
-    status = runner.main(["run", "--profile", "smoke", "-p", "DOWNLOAD", "False", "--out", str(out),
+    status = course_main(["run", "--profile", "smoke", "-p", "DOWNLOAD", "False", "--tensorboard", "--out", str(out),
                           "--notebooks", str(NOTEBOOK_DIR)])
     assert status == 0
     return out

@@ -16,6 +16,7 @@ import pytest
 from helpers import NOTEBOOK_DIR
 
 from cifar_utils.course import assignments
+from cifar_utils.course.__main__ import main as course_main
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -26,7 +27,7 @@ needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
 
 def test_every_notebook_has_exercises_a_written_answer_and_unique_ids():
     names = [p.stem[:2] for p in WITH_EXERCISES]
-    assert names == ["00", "01", "02", "03", "04", "05", "06", "07"]
+    assert names == ["00", "01", "02", "03", "04", "05", "06", "07", "08"]
     seen = []
     for path in WITH_EXERCISES:
         nb = nbformat.read(path, as_version=4)
@@ -229,7 +230,7 @@ def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path
     submission.parent.mkdir()
     nbformat.write(nb, submission)
     out_json, out_csv = tmp_path / "grades.json", tmp_path / "grades.csv"
-    assert assignments.main(["grade", str(submission), "--cell-timeout", "10", "--timeout", "300",
+    assert course_main(["grade", str(submission), "--cell-timeout", "10", "--timeout", "300",
                              "--json", str(out_json), "--csv", str(out_csv)]) == 0
     records = {r["exercise"]: r for r in json.loads(out_json.read_text())}
     assert records["ex01_cross_entropy"]["passed"] is False
@@ -275,8 +276,10 @@ def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch,
     monkeypatch.setattr(assignments, "find_bwrap", lambda: None)
     course = tiny_course(tmp_path / "course")
     path = submit(course, tmp_path / "subs" / "ann")
-    with pytest.raises(SystemExit, match="--no-sandbox"):
+    with pytest.raises(assignments.SandboxUnavailable, match="--no-sandbox"):
         assignments.grade([path], course)
+    assert course_main(["grade", str(path), "--source", str(course)]) == 2
+    assert "error: No sandbox is available" in capsys.readouterr().err
     assert assignments.grade([path], course, sandbox=False, progress=lambda *a, **k: None)[0]["passed"]
 
 
@@ -292,9 +295,9 @@ def test_a_damaged_submission_scores_zero_and_the_class_goes_on(tmp_path):
     assert "is not a readable notebook" in records["bad"]["message"]
 
 
-def test_a_missing_submission_or_course_notebook_is_refused(tmp_path):
-    with pytest.raises(SystemExit):
-        assignments.main(["grade", str(tmp_path / "nope.ipynb")])
+def test_a_missing_submission_or_course_notebook_is_refused(tmp_path, capsys):
+    assert course_main(["grade", str(tmp_path / "nope.ipynb")]) == 2
+    assert f"error: no such notebook or folder: {tmp_path / 'nope.ipynb'}" in capsys.readouterr().err
     stray = tmp_path / "subs" / "kim" / "99_unknown.ipynb"
     stray.parent.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(), stray)

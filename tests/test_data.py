@@ -1,4 +1,4 @@
-"""Finding the data: every source of COURSE.md's list, and every bad input it names."""
+"""Finding the data: every source the README lists, and every bad input it names."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import urllib.request
 import numpy as np
 import pytest
 from helpers import md5, pack, snapshot, write_image_folder, write_torchvision_layout
+from PIL import Image
 
-from cifar_utils import data
+from cifar_utils import data, settings
 from cifar_utils.data import DataError
 
 
@@ -135,7 +136,7 @@ def test_train_and_test_with_different_classes_are_refused(tmp_path):
     write_image_folder(tmp_path, per_class=1)
     (tmp_path / "test" / "airplane" / "0000.png").rename(tmp_path / "stray.png")
     (tmp_path / "test" / "airplane").rmdir()
-    with pytest.raises(DataError, match="different class folders.*only in train: \\['airplane'\\]"):
+    with pytest.raises(DataError, match=r"the class folders of train/ and test/ differ \(test/ lacks airplane\)"):
         data.load("cifar10", tmp_path)
 
 
@@ -274,3 +275,73 @@ def test_official_archive_given_by_its_path(tmp_path, monkeypatch):
     (folder / "cifar-10-python.tar.gz").write_bytes(payload)
     cifar = data.load("cifar10", folder / "cifar-10-python.tar.gz", download=False)
     assert cifar.source == "torchvision" and len(cifar.test) == 20
+
+
+def test_the_class_split_gives_two_halves_that_share_no_class_and_no_image():
+    cifar = data.load("cifar10", "sample")
+    source, target = data.class_split(cifar)
+    assert source.classes == ["airplane", "automobile", "bird", "cat", "deer"]
+    assert target.classes == ["dog", "frog", "horse", "ship", "truck"]
+    assert len(source.train) + len(target.train) == len(cifar.train)
+    assert len(source.test) + len(target.test) == len(cifar.test)
+    for half, offset in ((source, 0), (target, 5)):
+        assert set(half.train.labels) == set(range(5)) and set(half.test.labels) == set(range(5))
+        # each image keeps its own class under the renumbered label
+        frog = half.train.images[half.train.labels == 1][0]
+        originals = cifar.train.images[cifar.train.labels == offset + 1]
+        assert any(np.array_equal(frog, img) for img in originals)
+    assert data.fingerprint(source, settings.resolve(profile="smoke"))["classes"] != \
+        data.fingerprint(target, settings.resolve(profile="smoke"))["classes"]
+
+
+@pytest.mark.parametrize("packed", ["folder", "tar.gz"])
+def test_an_empty_class_folder_is_named_as_empty(tmp_path, packed):
+    root = write_image_folder(tmp_path / "images", per_class=2)
+    for image in (root / "train" / "dog").iterdir():
+        image.unlink()
+    source = root
+    if packed == "tar.gz":  # as `tar czf images.tar.gz train test` packs it: folders are members too
+        source = tmp_path / "images.tar.gz"
+        with tarfile.open(source, "w:gz") as archive:
+            for split in ("train", "test"):
+                archive.add(root / split, arcname=split)
+    with pytest.raises(DataError, match=r"train/dog/ holds no images"):
+        data.load("cifar10", source, download=False)
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_data_set_one_folder_down_is_named_with_the_path_to_use(tmp_path, download, monkeypatch):
+    write_image_folder(tmp_path / "datasets" / "cifar", per_class=2)
+    monkeypatch.setattr(data, "_download", lambda *a: pytest.fail("the data is there: no download"))
+    with pytest.raises(DataError, match=f"set DATA_DIR to {tmp_path / 'datasets' / 'cifar'}"):
+        data.load("cifar10", tmp_path / "datasets", download=download)
+
+
+def test_a_photo_with_transparency_lies_on_white_and_a_grey_one_becomes_rgb(tmp_path):
+    clear = np.zeros((40, 40, 4), np.uint8)  # every pixel black but fully transparent
+    clear[10:30, 10:30] = (200, 0, 0, 255)  # an opaque red square in the middle
+    Image.fromarray(clear, "RGBA").save(tmp_path / "alpha.png")
+    photo = np.asarray(data.load_photo(tmp_path / "alpha.png"))
+    assert photo.shape == (40, 40, 3) and tuple(photo[0, 0]) == (255, 255, 255) and tuple(photo[20, 20]) == (200, 0, 0)
+    Image.fromarray(np.full((50, 70), 90, np.uint8), "L").save(tmp_path / "grey.png")
+    grey = data.load_image(tmp_path / "grey.png")
+    assert grey.shape == (32, 32, 3) and grey.dtype == np.uint8 and (grey == 90).all()
+
+
+def test_a_phone_photo_is_turned_upright_as_its_exif_tag_says(tmp_path):
+    pixels = np.zeros((30, 60, 3), np.uint8)
+    pixels[:, :30] = 255  # white on the left half, as the sensor stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = np.asarray(data.load_photo(tmp_path / "phone.jpg"))
+    assert upright.shape == (60, 30, 3)  # portrait, as the phone showed it
+    assert upright[:25].mean() > 200 and upright[35:].mean() < 50  # the white half is now on top
+
+
+@pytest.mark.parametrize("content", [b"", b"a note, not an image\n"], ids=["empty", "text"])
+def test_an_empty_or_non_image_file_gets_a_message_naming_it(tmp_path, content):
+    path = tmp_path / "holiday.jpg"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=f"{path} is (empty|not an image)"):
+        data.load_image(path)

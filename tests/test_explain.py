@@ -109,3 +109,15 @@ def test_the_pictures_draw():
     assert len(plots.feature_maps(image, maps).axes) == 2 * 9
     cams = explain.grad_cam(model, "features.4", torch.randn(3, 3, 32, 32))
     assert len(plots.grad_cam([image] * 3, cams, ["a", "b", "c"], ncols=3).axes) == 6
+
+
+@pytest.mark.parametrize("name,expected", [("simple_cnn", "features"), ("resnet18_cifar", "layer4"),
+                                           ("mobilenet_v3_small", "features")])
+def test_grad_cam_reads_the_last_stage_through_any_wrapper(name, expected):
+    net = models.build(name, 10)
+    assert explain.cam_layer(net) == expected
+    assert explain.cam_layer(models.Upsampled(net, 64)) == "model." + expected
+    prepared = precision.prepare(models.Upsampled(net, 64), precision.PLAIN, torch.device("cpu"))
+    assert explain.cam_layer(prepared) == "module.model." + expected
+    with pytest.raises(ValueError, match="no convolutional stage"):
+        explain.cam_layer(models.build("logistic_regression", 10))

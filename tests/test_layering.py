@@ -7,9 +7,10 @@ import cifar_utils
 
 PACKAGE = Path(cifar_utils.__file__).parent
 # bottom to top; the order __init__'s docstring explains
-LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "precision", "explain", "speed", "metrics", "export",
-          "losses", "train", "callbacks", "lr_finder", "recipe", "results", "plots",
-          "course._child", "course.report", "course.runner", "course.assignments", "course.bench", "course.__main__"]
+LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics", "train", "callbacks",
+          "losses", "precision", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "results", "plots",
+          "course._child", "course.report", "course.runner", "course.assignments", "course.bench", "course.site", "course.demo",
+          "course.__main__"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -18,13 +18,13 @@ def sample_loaders():
 def test_the_range_test_restores_the_model_and_the_optimizer_it_was_given(sample_loaders):
     torch.manual_seed(0)
     model = models.build("logistic_regression", 10)
-    optimizer = recipe.sgd(model.parameters(), 0.01)
+    optimizer = recipe.optimizer(recipe.Hyper(epochs=1), [{"params": model.parameters(), "lr": 0.01}])
     x, y = next(iter(sample_loaders.train))
     torch.nn.functional.cross_entropy(model(x), y).backward()
     optimizer.step()  # momentum buffers exist now: they too must come back unchanged
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     momentum = {k: v["momentum_buffer"].clone() for k, v in optimizer.state_dict()["state"].items()}
-    result = lr_finder.range_test(model, sample_loaders.train, optimizer, CPU, steps=40)
+    result = lr_finder.range_test(model, sample_loaders.train, optimizer, steps=40)
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
     assert all(torch.equal(momentum[k], v["momentum_buffer"]) for k, v in optimizer.state_dict()["state"].items())
     assert optimizer.param_groups[0]["lr"] == 0.01
@@ -34,8 +34,8 @@ def test_the_range_test_restores_the_model_and_the_optimizer_it_was_given(sample
 def test_on_real_images_the_loss_falls_then_blows_up_and_the_suggestion_lies_between(sample_loaders):
     torch.manual_seed(0)
     model = models.build("simple_cnn", 10)
-    result = lr_finder.range_test(model, sample_loaders.train, recipe.sgd(model.parameters(), 0.01), CPU,
-                                  start_lr=1e-4, end_lr=100, steps=120)
+    optimizer = recipe.optimizer(recipe.Hyper(epochs=1), [{"params": model.parameters(), "lr": 0.01}])
+    result = lr_finder.range_test(model, sample_loaders.train, optimizer, start_lr=1e-4, end_lr=100, steps=120)
     ratios = np.array(result.lrs[1:]) / np.array(result.lrs[:-1])
     assert np.allclose(ratios, ratios[0])  # geometric steps
     assert len(result.lrs) < 120  # it stopped once the loss diverged

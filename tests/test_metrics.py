@@ -1,6 +1,9 @@
-"""Top-k accuracy, the confusion matrix and per-class accuracy against hand counts."""
+"""Top-k accuracy, the confusion matrix, per-class accuracy and calibration against hand counts."""
+
+import math
 
 import numpy as np
+import pytest
 import torch
 
 from cifar_utils import metrics
@@ -61,3 +64,24 @@ def test_error_summary_keeps_a_hundred_classes_readable():
     lines = metrics.error_summary(cm, [f"c{i}" for i in range(100)]).splitlines()
     ranked = lines[1].split(": ")[1].split(", ")
     assert ranked[:2] == ["c0 2%", "c1 3%"] and ranked[5] == "..." and len(ranked) == 11
+
+
+def test_calibration_error_matches_a_hand_computation():
+    # four images: two at 95% confidence (one right), two at 65% (both right)
+    p95, p65 = math.log(0.95 / 0.05), math.log(0.65 / 0.35)  # two-class logits with these probabilities
+    logits = torch.tensor([[p95, 0.0], [p95, 0.0], [p65, 0.0], [p65, 0.0]])
+    labels = torch.tensor([0, 1, 0, 0])
+    c = metrics.calibration(logits, labels, bins=10)
+    # bin 9: confidence 0.95, accuracy 0.5, half the images; bin 6: confidence 0.65, accuracy 1.0, half
+    assert c["ece"] == pytest.approx(0.5 * abs(0.5 - 0.95) + 0.5 * abs(1.0 - 0.65))
+    assert c["counts"].tolist() == [0, 0, 0, 0, 0, 0, 2, 0, 0, 2]
+    assert c["accuracy"][9] == 0.5 and c["confidence"][6] == pytest.approx(0.65)
+
+
+def test_a_model_right_as_often_as_it_is_confident_has_no_calibration_error():
+    torch.manual_seed(0)
+    logits = torch.randn(20000, 10) * 3
+    probs = logits.softmax(1)
+    labels = torch.multinomial(probs, 1).squeeze(1)  # labels drawn from the model's own beliefs
+    assert metrics.calibration(logits, labels)["ece"] < 0.02
+    assert metrics.calibration(logits * 3, labels)["ece"] > 0.1  # the same model made over-confident

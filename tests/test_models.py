@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cifar_utils import models
+from cifar_utils import cost, models
 
 
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
@@ -14,20 +14,20 @@ def test_every_model_maps_a_batch_to_class_scores(name, num_classes):
 
 
 def test_parameter_counts_match_a_hand_count():
-    assert models.count_parameters(models.build("logistic_regression", 10)) == 3072 * 10 + 10
+    assert cost.count_parameters(models.build("logistic_regression", 10)) == 3072 * 10 + 10
     conv1 = 3 * 32 * 9 + 32
     conv2 = 32 * 64 * 9 + 64
     fc1 = 64 * 8 * 8 * 512 + 512
     fc2 = 512 * 10 + 10
-    assert models.count_parameters(models.build("simple_cnn", 10)) == conv1 + conv2 + fc1 + fc2
+    assert cost.count_parameters(models.build("simple_cnn", 10)) == conv1 + conv2 + fc1 + fc2
 
 
 def test_trainable_only_skips_frozen_parameters():
     model = models.build("simple_cnn", 10)
     for p in model.features.parameters():
         p.requires_grad = False
-    assert models.count_parameters(model, trainable_only=True) == (
-        models.count_parameters(model) - sum(p.numel() for p in model.features.parameters()))
+    assert cost.count_parameters(model, trainable_only=True) == (
+        cost.count_parameters(model) - sum(p.numel() for p in model.features.parameters()))
 
 
 def test_unknown_model_lists_the_registry():
@@ -46,3 +46,23 @@ def test_the_classifier_of_each_torchvision_model_is_the_layer_that_scores_class
         net = models.build(name, 7)
         last = [m for m in models.classifier_of(net).modules() if isinstance(m, torch.nn.Linear)][-1]
         assert last.out_features == 7
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet18_cifar"])
+def test_a_resnets_stages_hold_each_parameter_once_from_the_input_up(name):
+    net = models.build(name, 10)
+    parts = models.stages(net)
+    assert [stage for stage, _ in parts] == ["stem+layer1", "layer2", "layer3", "layer4", "fc"]
+    held = [id(p) for _, module in parts for p in module.parameters()]
+    assert sorted(held) == sorted(id(p) for p in net.parameters())  # every parameter, none twice
+    assert parts[-1][1] is net.fc
+
+
+@pytest.mark.parametrize("name,head", [("resnet18", "fc"), ("mobilenet_v2", "classifier"),
+                                       ("mobilenet_v3_small", "classifier")])
+def test_split_head_parts_every_parameter_into_body_and_head(name, head):
+    net = models.build(name, 10)
+    body, head_params = models.split_head(net)
+    assert head_params == list(getattr(net, head).parameters())
+    assert len(body) + len(head_params) == len(list(net.parameters()))
+    assert not {id(p) for p in body} & {id(p) for p in head_params}

@@ -14,8 +14,9 @@ import sys
 import pytest
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils import callbacks, data, models, results, settings
-from cifar_utils.course import runner
+from cifar_utils import checkpoints as ckpt
+from cifar_utils import cost, data, models, results, settings
+from cifar_utils.course.__main__ import main as course_main
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE",
@@ -25,14 +26,15 @@ ARMS = {  # the runs each notebook records: one per arm it compares
     "00_data_exploration": [],
     "01_logistic_regression": ["logistic_regression"],
     "02_simple_cnn": ["simple_cnn", "simple_cnn_no_aug", "logistic_regression"],
-    "03_resnet18": ["resnet18_cifar_scratch", "simple_cnn_same_budget", "resnet18_imagenet_random_init_32px",
-                    "resnet18_imagenet_random_init_64px"],  # offline: no ImageNet weights
-    "04_freeze_unfreeze": ["frozen", "freeze_then_unfreeze", "freeze_then_unfreeze_layerwise",
+    "03_resnet18": ["resnet18_cifar_scratch", "simple_cnn_same_budget",  # offline: the course's own pretraining
+                    "resnet18_cifar_course_pretrained_32px", "resnet18_cifar_random_init_32px"],
+    "04_freeze_unfreeze": ["frozen", "frozen_random_init", "freeze_then_unfreeze", "freeze_then_unfreeze_layerwise",
                            "full_fine_tune"],
     "05_mobilenet": ["mobilenet_v3_small", "mobilenet_v2", "resnet18"],
-    "06_distillation": ["teacher_resnet18_cifar", "student_alone", "student_distilled"],
+    "06_distillation": ["teacher_resnet18_cifar_scratch", "student_alone", "student_distilled"],
     "07_training_tricks": ["plain", "label_smoothing", "mixup", "cutmix", "cosine", "plateau",
                            "plain_flip_tta"],
+    "08_deploy": ["deployable_fp32", "deployable_int8"],
 }
 
 
@@ -114,7 +116,8 @@ def test_05_checks_each_exported_model_in_onnx_runtime(smoke_course):
     for run in runs:
         assert run["onnx_max_abs_diff"] < 1e-3, run["name"]
         assert run["onnx_latency_ms"] > 0 and run["cpu_latency_ms"] > 0
-        assert (smoke_course / "onnx" / f"cifar10_{run['name']}.onnx").stat().st_size > 1e5
+        exported = smoke_course / "onnx" / f"cifar10_{run['name']}.onnx"  # one file, the weights inside
+        assert run["onnx_mb"] * 1e6 == pytest.approx(exported.stat().st_size, rel=0.01) and run["onnx_mb"] > 1
 
 
 def test_03_shows_filters_feature_maps_and_grad_cam(smoke_course):
@@ -148,25 +151,41 @@ def test_the_report_has_a_row_for_every_run(smoke_course):
     assert page.count("<tr>") == len(runs) + 1 and "data:image/png;base64," in page
 
 
-def test_offline_runs_record_that_no_pretrained_weights_were_used(smoke_course):
+def test_offline_the_transfer_notebooks_use_the_courses_own_pretraining_and_say_so(smoke_course):
+    """No ImageNet weights offline: 03, 04 and 05 transfer a backbone the course pretrained on the
+    first half of the classes to the second half, never random weights presented as pretrained."""
     for stem in ("03_resnet18", "04_freeze_unfreeze", "05_mobilenet"):
         record = results.read(smoke_course / f"{stem}.json")
-        assert record["pretrained_missing"], stem
-        imagenet_arms = [r for r in record["runs"]
-                         if r["name"] not in ("resnet18_cifar_scratch", "simple_cnn_same_budget")]
-        assert imagenet_arms and all(r["pretrained_loaded"] is False for r in imagenet_arms)
+        assert record["pretrained_missing"] and record["pretrained_from"] == "course", stem
+        assert "airplane, automobile, bird, cat, deer" in record["pretrained_weights"], stem
+        transferred = [r for r in record["runs"] if r["name"] not in ("resnet18_cifar_scratch", "simple_cnn_same_budget")]
+        assert transferred, stem
+        for run in transferred:  # pretrained arms say so; the controls are named and recorded as random
+            assert (run["pretrained_from"] == "course") == ("random_init" not in run["name"]), (stem, run["name"])
+    checkpoints = sorted(p.name for p in (smoke_course / "checkpoints").glob("*pretrained_first_half.pt"))
+    assert checkpoints == ["cifar10_mobilenet_v2_pretrained_first_half.pt",  # made once each, reused by 04
+                           "cifar10_mobilenet_v3_small_pretrained_first_half.pt",
+                           "cifar10_resnet18_cifar_pretrained_first_half.pt",
+                           "cifar10_resnet18_pretrained_first_half.pt"]
 
 
-def test_distillation_reuses_the_teacher_of_notebook_03(smoke_course):
+def test_distillation_reuses_the_teacher_of_notebook_03_and_judges_the_gain_against_the_seeds(smoke_course):
     record = results.read(smoke_course / "06_distillation.json")
     assert "notebook 03's checkpoint" in record["teacher_origin"]
-    teacher = record["runs"][0]
+    teacher, alone, distilled = record["runs"]
     scratch = results.read(smoke_course / "03_resnet18.json")["runs"][0]
     assert teacher["params"] == scratch["params"] and teacher["epochs"] == 0
+    assert record["seeds"] == [0, 1] and alone["seeds"] == distilled["seeds"] == 2  # smoke: two per arm
+    assert alone["params"] * 3 < teacher["params"]  # half the width: about a quarter of the weights
+    assert record["distillation_gain"] == pytest.approx(distilled["test_top1"] - alone["test_top1"])
+    spread = results.within_spread((alone["test_top1"], alone["test_top1_std"]),
+                                   (distilled["test_top1"], distilled["test_top1_std"]))
+    executed = (smoke_course / "06_distillation.ipynb").read_text()
+    assert ("within the spread of the seeds" if spread else "larger than the spread of the seeds") in executed
 
 
 def test_cifar100_is_accepted_and_labelled_as_a_stand_in_on_the_sample(tmp_path):
-    status = runner.main(["run", "--only", "01", "--profile", "smoke", "--dataset", "cifar100",
+    status = course_main(["run", "--only", "01", "--profile", "smoke", "--dataset", "cifar100",
                           "--out", str(tmp_path), "--notebooks", str(NOTEBOOK_DIR)])
     record = results.read(tmp_path / "01_logistic_regression.json")
     assert status == 0 and record["dataset"] == "cifar100" and record["data_source"] == "sample"
@@ -198,7 +217,7 @@ def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkey
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         for name in ("first", "second"):
-            assert runner.main(["run", "--only", "07", "--profile", "smoke", "-p", "EPOCHS", "1",
+            assert course_main(["run", "--only", "07", "--profile", "smoke", "-p", "EPOCHS", "1",
                                 "-p", "SEEDS", "1", "--out", str(tmp_path / name),
                                 "--notebooks", str(NOTEBOOK_DIR)]) == 0
     finally:
@@ -214,11 +233,11 @@ def test_distillation_retrains_its_teacher_and_says_why_when_the_checkpoint_is_d
     checkpoint = tmp_path / "checkpoints" / "cifar10_resnet18_cifar.pt"
     checkpoint.parent.mkdir()
     checkpoint.write_bytes(b"")  # what an interrupted torch.save used to leave behind
-    assert runner.main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
+    assert course_main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
                         "--notebooks", str(NOTEBOOK_DIR)]) == 0
     record = results.read(tmp_path / "06_distillation.json")
     assert record["teacher_origin"].startswith(f"trained here ({checkpoint} is damaged")
-    assert record["runs"][0]["name"] == "teacher_resnet18_cifar" and record["runs"][0]["epochs"] == 2
+    assert record["runs"][0]["name"] == "teacher_resnet18_cifar_scratch" and record["runs"][0]["epochs"] == 2
 
 
 def test_distillation_takes_the_strongest_checkpoint_of_the_course_as_its_teacher(tmp_path, smoke_course):
@@ -228,16 +247,77 @@ def test_distillation_takes_the_strongest_checkpoint_of_the_course_as_its_teache
     shutil.copy(smoke_course / "checkpoints" / "cifar10_resnet18_cifar.pt", checkpoints)
     fingerprint = data.fingerprint(data.load("cifar10", "sample"), settings.resolve(profile="smoke"))
     fine_tuned = models.Upsampled(models.build("resnet18", 10, seed=0), 64)
-    callbacks.save_checkpoint(checkpoints / "cifar10_resnet18_finetuned_full_fine_tune.pt",
-                              {"model": fine_tuned.state_dict(), "epoch": 2, "val_top1": 0.99,
-                               "name": "full_fine_tune", "architecture": "resnet18", "input_px": 64,
-                               "train_images": 450, **fingerprint})
-    assert runner.main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
+    ckpt.save(checkpoints / "cifar10_resnet18_finetuned_full_fine_tune.pt", fine_tuned, name="full_fine_tune",
+              data=fingerprint, epoch=2, val_top1=0.99, train_images=450, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert course_main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
                         "--notebooks", str(NOTEBOOK_DIR)]) == 0
     record = results.read(tmp_path / "06_distillation.json")
     assert record["teacher_origin"].startswith("notebook 04's checkpoint")
     teacher = record["runs"][0]
     assert teacher["name"] == "teacher_full_fine_tune" and teacher["epochs"] == 0
-    assert teacher["params"] == models.count_parameters(fine_tuned)
+    assert teacher["params"] == cost.count_parameters(fine_tuned)
     executed = (tmp_path / "06_distillation.ipynb").read_text()
     assert "passed over: " + str(checkpoints / "cifar10_resnet18_cifar.pt") + " has val_top1" in executed
+
+
+def test_tensorboard_holds_the_history_of_every_run_of_the_smoke_course(smoke_course):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for notebook in NOTEBOOKS:
+        record = results.read(smoke_course / f"{notebook.stem}.json")
+        for run in record["runs"]:
+            if not run["epochs"] or run["name"].endswith("_flip_tta"):
+                continue  # a teacher loaded from its checkpoint; 07's plain runs scored again
+            first_seed = sorted((smoke_course / "tensorboard" / notebook.stem / run["name"]).glob("seed*"))[0]
+            events = EventAccumulator(str(first_seed)).Reload()
+            logged = [(e.step, e.value) for e in events.Scalars("top1/val")]
+            assert logged == [(h["epoch"], pytest.approx(h["val_top1"], abs=1e-4)) for h in run["history"]], run["name"]
+
+
+def test_a_reference_keeps_each_executed_notebook_beside_its_json_saying_where_it_ran(smoke_course, tmp_path):
+    sys.path.insert(0, str(NOTEBOOK_DIR.parent / "tools"))
+    import make_reference
+
+    assert make_reference.main([str(smoke_course), "--machine", "a test machine", "--data", "the bundled sample",
+                                "--date", "2026-12-02", "--into", str(tmp_path)]) == 0
+    for notebook in NOTEBOOKS:
+        record = results.read(tmp_path / f"{notebook.stem}.json")
+        assert record["measured"] == {"machine": "a test machine", "data": "the bundled sample", "date": "2026-12-02"}
+        path = tmp_path / notebook.name
+        assert path.stat().st_size < make_reference.MAX_BYTES
+        cells = json.loads(path.read_text())["cells"]
+        first = next(c for c in cells if c["cell_type"] == "code")
+        assert "".join(first["outputs"][0]["text"]) == ("Reference run of the smoke profile: a test machine; the "
+                                                        "bundled sample; 2026-12-02.\n")
+        shown = json.dumps(cells)
+        for run in record["runs"]:  # the notebook shows the numbers its JSON holds
+            assert f"{run['test_top1']:.1%}" in shown, (notebook.stem, run["name"])
+
+
+def test_a_reference_figure_is_shrunk_to_a_modest_width():
+    sys.path.insert(0, str(NOTEBOOK_DIR.parent / "tools"))
+    import base64
+    import io
+
+    import make_reference
+    from PIL import Image
+
+    wide = io.BytesIO()
+    Image.new("RGB", (2400, 600), "white").save(wide, format="PNG")
+    shrunk = Image.open(io.BytesIO(base64.b64decode(make_reference.shrink(base64.b64encode(wide.getvalue()).decode()))))
+    assert shrunk.size == (make_reference.MAX_WIDTH, 225)
+
+
+def test_08_deploys_the_courses_best_checkpoint_as_onnx_and_int8(smoke_course):
+    record = results.read(smoke_course / "08_deploy.json")
+    assert ".pt" in record["deployed"] and "validation top-1" in record["deployed"]  # a checkpoint of the course
+    assert record["onnx_max_abs_diff"] < 1e-4 and record["onnx_same_class"] == 1.0
+    fp32, int8 = record["runs"]
+    assert int8["size_mb"] < 0.4 * fp32["size_mb"]
+    assert record["int8_vs_fp32_points"] == pytest.approx(100 * (int8["test_top1"] - fp32["test_top1"]))
+    for run in (fp32, int8):
+        assert run["latency_ms_batch1"] > 0 and run["latency_ms_batch64"] > run["latency_ms_batch1"] / 4
+    executed = (smoke_course / "08_deploy.ipynb").read_text()
+    assert "prepare: correct" in executed
+    for photo in ("cat.jpg", "cat_transparent.png", "camera_grey.png", "horse_silhouette.png"):
+        assert photo in executed  # every photo of the course classified, whatever its format

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cifar_utils import models, precision, train
@@ -113,16 +112,15 @@ def test_fp16_training_scales_the_loss_and_skips_a_step_whose_gradients_overflow
         def on_batch_end(self, state):
             scales.append(state.scaler.get_scale())
 
-    def overflowing(logits, targets, inputs):
-        return F.cross_entropy(logits, targets) * float("inf")
+    class Overflow(train.Callback):
+        def on_loss(self, state):
+            state.loss = state.loss * float("inf")
 
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, device=CPU, loss_fn=overflowing,
-              callbacks=[RecordScale()], show_progress=False)
+    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, callbacks=[Overflow(), RecordScale()])
     assert torch.equal(model.module.weight, start)  # the step was skipped
     assert scales == [65536.0 / 2]  # and the scale halved
-    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, device=CPU, callbacks=[RecordScale()],
-              show_progress=False)
+    train.fit(model, batch, batch, epochs=1, optimizer=optimizer, callbacks=[RecordScale()])
     assert not torch.equal(model.module.weight, start)  # a finite loss steps, as in fp32
 
 
@@ -141,6 +139,5 @@ def test_cuda_without_bf16_units_defaults_to_fp16_and_fp32_models_get_no_scaler(
 
     batch = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
     train.fit(precision.prepare(net, precision.PLAIN, CPU), batch, batch, epochs=1,
-              optimizer=torch.optim.SGD(net.parameters(), lr=0.01), device=CPU, callbacks=[Keep()],
-              show_progress=False)
+              optimizer=torch.optim.SGD(net.parameters(), lr=0.01), callbacks=[Keep()])
     assert state["scaler"] is None

@@ -1,46 +1,65 @@
-"""The one training recipe: it learns, repeats exactly, scales rates, and takes its variations as arguments."""
+"""The one training recipe: it learns, repeats exactly, scales rates, and takes its variations as
+hyperparameters, parameter groups and callbacks."""
 
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
-from cifar_utils import callbacks, data, loaders, losses, metrics, models, precision, recipe
+from cifar_utils import (
+    callbacks,
+    checkpoints,
+    data,
+    loaders,
+    losses,
+    metrics,
+    models,
+    precision,
+    recipe,
+    settings,
+)
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def sample_loaders():
+def cfg():
+    return settings.resolve(profile="smoke", device="cpu", compute_format="", progress="off")
+
+
+@pytest.fixture(scope="module")
+def sample_loaders(cfg):
     cifar = data.load("cifar10", "sample")
     splits = data.split(cifar, 0.1, seed=0, train_size=1000, test_size=200)
-    return loaders.make_loaders(splits, 50, CPU)
+    return loaders.make_loaders(data.Splits(splits.train, splits.val, splits.test, data.fingerprint(cifar, cfg)),
+                                50, CPU)
 
 
-def test_simple_cnn_beats_chance_on_real_images_and_the_run_records_its_budget(sample_loaders, tmp_path):
-    run = recipe.train("simple_cnn", models.build("simple_cnn", 10, seed=0), sample_loaders,
-                       epochs=3, lr=0.05, device=CPU, seed=0, checkpoint=tmp_path / "cnn.pt",
-                       metadata={"dataset": "cifar10"})
+def test_simple_cnn_beats_chance_on_real_images_and_the_run_records_its_budget(sample_loaders, cfg, tmp_path):
+    hyper = recipe.Hyper(epochs=3, lr=0.05)
+    run = recipe.train("simple_cnn", models.build("simple_cnn", 10, seed=0), sample_loaders, hyper, cfg,
+                       checkpoint=tmp_path / "cnn.pt")
     assert run.test["top1"] > 0.2  # chance is 0.1 on 10 balanced classes
-    assert (run.epochs, run.train_images, run.device) == (3, 900, CPU)
+    assert (run.epochs, run.train_images, run.device, run.hyper) == (3, 900, CPU, hyper)
     assert run.train_seconds == pytest.approx(sum(r["seconds"] for r in run.history))
     assert isinstance(run.model, precision.Prepared)
     assert run.compute_format == precision.default_format(run.model, CPU)
-    saved = callbacks.load_checkpoint(run.checkpoint)
+    saved = checkpoints.load(run.checkpoint, expect=data.fingerprint(data.load("cifar10", "sample"), cfg))
     best = max(run.history, key=lambda r: r["val_top1"])
-    assert saved["epoch"] == best["epoch"] and saved["dataset"] == "cifar10"
-    assert saved["train_images"] == 900 and saved["mean"] == pytest.approx(sample_loaders.mean)
-    # the run ends with the best epoch's weights, saved without the wrapper's prefix
-    assert all(torch.equal(v, saved["model"][k]) for k, v in run.model.module.state_dict().items())
+    assert saved.info["epoch"] == best["epoch"] and saved.info["data"]["profile"] == "smoke"
+    assert saved.info["train_images"] == 900 and saved.info["mean"] == pytest.approx(sample_loaders.mean)
+    # the run ends with the best epoch's weights, and the checkpoint rebuilds that very model
+    assert all(torch.equal(v, saved.model.state_dict()[k]) for k, v in run.model.module.state_dict().items())
 
 
 def fingerprint(run):
     return [round(r["train_loss"], 6) for r in run.history], run.test
 
 
-def test_the_same_seed_gives_the_same_numbers_whatever_ran_before(sample_loaders):
+def test_the_same_seed_gives_the_same_numbers_whatever_ran_before(sample_loaders, cfg):
     def once(seed):
-        return recipe.train("r", models.build("simple_cnn", 10, seed=seed), sample_loaders, epochs=1,
-                            lr=0.05, device=CPU, seed=seed)
+        return recipe.train("r", models.build("simple_cnn", 10, seed=seed), sample_loaders,
+                            recipe.Hyper(epochs=1, seed=seed), cfg)
 
     first = once(3)
     torch.rand(1000)  # other work in between draws from the global stream
@@ -49,36 +68,69 @@ def test_the_same_seed_gives_the_same_numbers_whatever_ran_before(sample_loaders
     assert fingerprint(once(4)) != fingerprint(first)
 
 
-def test_rates_are_per_128_images_and_each_group_peaks_at_its_own(sample_loaders):
+def test_rates_are_per_128_images_and_each_group_peaks_at_its_own(sample_loaders, cfg):
     net = models.build("logistic_regression", 10)
     monitor = callbacks.LRMonitor()
-    recipe.train("groups", net, sample_loaders, epochs=1, lr=0.1, device=CPU,
-                 param_groups=[{"params": [net.linear.weight], "lr": 0.4}, {"params": [net.linear.bias]}],
-                 callbacks=[monitor], compute_format=precision.PLAIN)
+    plain = settings.resolve(profile="smoke", device="cpu", compute_format="fp32,channels-first", progress="off")
+    run = recipe.train("groups", net, sample_loaders, recipe.Hyper(epochs=1, lr=0.1), plain,
+                       param_groups=[{"params": [net.linear.weight], "lr": 0.4}, {"params": [net.linear.bias]}],
+                       callbacks=[monitor])
     scale = (50 / 128) ** 0.5  # batch 50
     assert np.max(np.asarray(monitor.lrs), axis=0) == pytest.approx([0.4 * scale, 0.1 * scale], rel=0.05)
+    assert run.compute_format == precision.PLAIN  # the format the Config asked for
 
 
-def test_a_frozen_body_stays_put_through_the_recipe(sample_loaders):
+@pytest.mark.parametrize("name,expected", [("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_the_optimizer_takes_the_hyperparameters_momentum_and_weight_decay(name, expected):
+    hyper = recipe.Hyper(epochs=1, optimizer=name, momentum=0.8, weight_decay=1e-3)
+    optimizer = recipe.optimizer(hyper, [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": 0.1}])
+    group = optimizer.param_groups[0]
+    assert isinstance(optimizer, expected) and group["weight_decay"] == 1e-3 and group["lr"] == 0.1
+    assert (group["betas"][0] if name == "adamw" else group["momentum"]) == 0.8
+
+
+@pytest.mark.parametrize("wrong,message", [({"epochs": 0}, "epochs must be a positive whole number"),
+                                           ({"optimizer": "adam"}, "Unknown optimizer 'adam'"),
+                                           ({"schedule": "onecycle"}, "Unknown schedule 'onecycle'"),
+                                           ({"warmup": 25}, "warmup is a share"), ({"lr": 0}, "lr must be above 0")])
+def test_a_typo_in_the_hyperparameters_is_named(wrong, message):
+    with pytest.raises(ValueError, match=message):
+        recipe.Hyper(**{"epochs": 2, **wrong})
+
+
+def test_schedules_by_name_and_by_callback():
+    assert isinstance(recipe.schedule(recipe.Hyper(epochs=1)), callbacks.OneCycle)
+    assert recipe.schedule(recipe.Hyper(epochs=1, warmup=0.1)).pct_start == 0.1
+    assert isinstance(recipe.schedule(recipe.Hyper(epochs=1, schedule="cosine")), callbacks.Cosine)
+    assert recipe.schedule(recipe.Hyper(epochs=1, schedule="plateau")).patience == 1
+    assert recipe.schedule(recipe.Hyper(epochs=1, schedule="constant")) is None
+    mine = callbacks.ReduceLROnPlateau(patience=0)
+    assert recipe.schedule(recipe.Hyper(epochs=1, schedule=mine)) is mine
+
+
+def test_a_frozen_body_stays_put_through_the_recipe(sample_loaders, cfg):
     net = models.build("resnet18_cifar", 10, widths=(8, 8, 8, 8), seed=0)
     body = torch.nn.ModuleList([net.stem, net.layer1, net.layer2, net.layer3, net.layer4])
     before = [p.detach().clone() for p in body.parameters()]
     fc_before = net.fc.weight.detach().clone()
-    recipe.train("frozen", net, sample_loaders, epochs=1, lr=0.1, device=CPU,
-                 callbacks=[callbacks.FreezeThenUnfreeze(body)], optimizer=recipe.adamw)
+    recipe.train("frozen", net, sample_loaders, recipe.Hyper(epochs=1, lr=0.1, optimizer="adamw"), cfg,
+                 callbacks=[callbacks.FreezeThenUnfreeze(body)])
     assert all(torch.equal(a, b) for a, b in zip(before, body.parameters()))
     assert not torch.equal(fc_before, net.fc.weight)
 
 
-def test_distillation_plugs_in_as_a_loss_and_a_loaded_model_scores_without_training(sample_loaders):
-    teacher = recipe.test_only("teacher", models.build("simple_cnn", 10, seed=1), sample_loaders, CPU)
+def test_distillation_and_mixup_plug_in_as_callbacks_and_a_loaded_model_scores_without_training(
+        sample_loaders, cfg):
+    teacher = recipe.test_only("teacher", models.build("simple_cnn", 10, seed=1), sample_loaders, cfg)
     assert teacher.epochs == 0 and teacher.train_seconds == 0 and 0 <= teacher.test["top1"] <= 1
     student = recipe.train("student", models.build("logistic_regression", 10, seed=0), sample_loaders,
-                           epochs=1, lr=0.01, device=CPU, loss_fn=losses.Distillation(teacher.model))
+                           recipe.Hyper(epochs=1, lr=0.01), cfg,
+                           callbacks=[callbacks.BatchTransform(v2.MixUp(num_classes=10)),
+                                      losses.Distillation(teacher.model)])
     assert np.isfinite(student.history[0]["train_loss"]) and student.epochs == 1
 
 
-def test_build_with_a_seed_gives_the_same_weights_and_leaves_the_global_stream(sample_loaders):
+def test_build_with_a_seed_gives_the_same_weights_and_leaves_the_global_stream():
     torch.manual_seed(0)
     a = models.build("simple_cnn", 10, seed=7)
     drawn = torch.rand(1)
@@ -89,12 +141,79 @@ def test_build_with_a_seed_gives_the_same_weights_and_leaves_the_global_stream(s
     assert not torch.equal(a.features[0].weight, models.build("simple_cnn", 10, seed=8).features[0].weight)
 
 
-def test_the_run_keeps_its_test_logits_and_flip_tta_reuses_them(sample_loaders):
-    run = recipe.train("cnn", models.build("simple_cnn", 10, seed=0), sample_loaders, epochs=1,
-                       lr=0.05, device=CPU, seed=0, flip_tta=True)
+def test_the_run_keeps_its_test_logits_and_flip_tta_reuses_them(sample_loaders, cfg):
+    run = recipe.train("cnn", models.build("simple_cnn", 10, seed=0), sample_loaders, recipe.Hyper(epochs=1), cfg)
+    run.score_with_flip(sample_loaders.test)
     logits, labels = metrics.predict(run.model, sample_loaders.test, CPU)
     assert torch.allclose(run.test_logits, logits) and torch.equal(run.test_labels, labels)
     assert run.test == pytest.approx(metrics.evaluate(run.model, sample_loaders.test, CPU))
     # the plain pass's logits and one pass of mirror images give what two fresh passes give
     assert run.test_flip == pytest.approx(metrics.evaluate(run.model, sample_loaders.test, CPU, flip_tta=True))
     assert run.test_flip != run.test
+
+
+def test_a_model_followed_through_the_recipe_only_goes_down_the_layering(sample_loaders, cfg):
+    """The modules recipe.train hands the model to, in order, each below the one before it (the
+    recipe's own Run, which it fills in last, aside)."""
+    from test_layering import LAYERS
+
+    net = models.build("simple_cnn", 10, seed=0)
+    visited = []
+
+    def package_caller(frame):  # the nearest calling frame in cifar_utils (decorators are torch's)
+        caller = frame.f_back
+        while caller is not None and not caller.f_globals.get("__name__", "").startswith("cifar_utils."):
+            caller = caller.f_back
+        return caller
+
+    def tracer(frame, event, arg):
+        if event != "call" or not frame.f_globals.get("__name__", "").startswith("cifar_utils."):
+            return
+        caller = package_caller(frame)
+        if caller is not None and caller.f_code is recipe.train.__code__:
+            module = frame.f_globals.get("__name__", "")
+            takes_the_model = any(v is net or getattr(v, "module", None) is net for v in frame.f_locals.values())
+            if module.startswith("cifar_utils.") and module != "cifar_utils.recipe" and takes_the_model:
+                visited.append(module.removeprefix("cifar_utils."))
+
+    import sys
+    sys.setprofile(tracer)
+    try:
+        recipe.train("traced", net, sample_loaders, recipe.Hyper(epochs=1), cfg)
+    finally:
+        sys.setprofile(None)
+    order = [m for i, m in enumerate(visited) if i == 0 or visited[i - 1] != m]
+    assert order == ["cost", "precision", "train", "metrics"]
+    layers = [LAYERS.index(m) for m in order]
+    assert layers == sorted(layers, reverse=True), f"the model goes {' -> '.join(order)}"
+
+
+def test_tensorboard_holds_every_epoch_of_the_history_and_the_test_scores(sample_loaders, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = settings.resolve(profile="smoke", device="cpu", progress="off", tensorboard=str(tmp_path / "tb"))
+    run = recipe.train("cnn", models.build("simple_cnn", 10, seed=0), sample_loaders,
+                       recipe.Hyper(epochs=2, seed=3), cfg)
+    events = EventAccumulator(str(tmp_path / "tb" / "cnn" / "seed3")).Reload()
+    for tag, key in (("top1/val", "val_top1"), ("loss/train", "train_loss"), ("lr", "lr")):
+        logged = events.Scalars(tag)
+        assert [e.step for e in logged] == [1, 2]
+        assert [e.value for e in logged] == pytest.approx([r[key] for r in run.history], rel=1e-6)
+    assert events.Scalars("test/top1")[0].value == pytest.approx(run.test["top1"])
+
+
+def test_without_tensorboard_installed_a_run_says_so_and_trains(sample_loaders, tmp_path, monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("No module named 'tensorboard'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    cfg = settings.resolve(profile="smoke", device="cpu", progress="off", tensorboard=str(tmp_path / "tb"))
+    run = recipe.train("cnn", models.build("logistic_regression", 10, seed=0), sample_loaders, recipe.Hyper(1), cfg)
+    assert run.epochs == 1 and "TensorBoard logging is off: the tensorboard package is not installed" in capsys.readouterr().out
+    assert not (tmp_path / "tb").exists()

@@ -1,4 +1,4 @@
-"""The results JSON of COURSE.md: written from a Run, read back, collected, and refused when incomplete."""
+"""The results JSON: written from a Run, read back, collected, and refused when incomplete."""
 
 import numpy as np
 import pytest
@@ -77,8 +77,8 @@ def test_the_shipped_references_are_results_files_that_say_where_they_came_from(
         record = results.read(path)
         assert record["profile"] == path.parent.name and record["notebook"] == path.stem
         assert {"machine", "data", "date"} <= set(record["measured"])
-    laptop = {p.stem for p in files if p.parent.name == "laptop"}
-    assert laptop == {p.stem for p in (results.REFERENCE_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    notebooks = {p.stem for p in (results.REFERENCE_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert {p.stem for p in files} <= notebooks  # a reference of a notebook that no longer exists would mislead
 
 
 def test_an_arm_over_seeds_is_one_entry_with_mean_std_and_each_seed():

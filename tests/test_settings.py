@@ -104,8 +104,9 @@ def test_every_environment_variable_the_package_reads_is_in_the_table_and_the_re
     assert all(f"`{name}`" in readme for name in settings.ENVIRONMENT)
 
 
-def test_07_trains_each_arm_with_three_seeds_in_the_full_profile_and_one_on_a_laptop():
-    budgets = {name: p.budgets["tricks"] for name, p in settings.PROFILES.items()}
-    assert (budgets["full"].seeds, budgets["short"].seeds, budgets["laptop"].seeds, budgets["smoke"].seeds) == (3, 1, 1, 2)
-    assert all(p.budgets[kind].seeds == 1 for p in settings.PROFILES.values() for kind in settings.KINDS
-               if kind != "tricks")
+def test_every_profile_budgets_every_kind_of_training_with_at_least_a_batch():
+    for profile in settings.PROFILES.values():
+        assert set(profile.budgets) == set(settings.KINDS), profile.name
+        for kind, budget in profile.budgets.items():
+            assert budget.epochs >= 1 and budget.seeds >= 1, (profile.name, kind)
+            assert budget.train_images is None or budget.train_images >= 2 * profile.batch_size, (profile.name, kind)

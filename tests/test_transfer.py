@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cifar_utils import callbacks, losses, metrics, models, train
+from cifar_utils import callbacks, checkpoints, cost, data, losses, models, settings, train, transfer
 
 CPU = torch.device("cpu")
 
@@ -53,13 +54,13 @@ def test_torchvision_models_get_a_cifar_head(name):
 
 
 def test_cifar_resnet18_flops_match_the_published_count():
-    flops = metrics.count_flops(models.build("resnet18_cifar", 10))
+    flops = cost.count_flops(models.build("resnet18_cifar", 10))
     assert abs(flops - 1.11e9) / 1.11e9 < 0.02
 
 
 def test_flop_counter_matches_a_hand_count_for_a_convolution():
     conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
-    assert metrics.count_flops(conv, 10, channels=8) == 2 * 9 * 8 * 16 * 10 * 10
+    assert cost.count_flops(conv, 10, channels=8) == 2 * 9 * 8 * 16 * 10 * 10
 
 
 def net_and_batches():
@@ -83,15 +84,14 @@ def test_frozen_parameters_stay_put_and_unfreezing_trains_them_at_their_group_ra
             snapshots.append({"body": [p.detach().clone() for p in body_params],
                               "bn_mean": net.stem[1].running_mean.clone(),
                               "fc": net.fc.weight.detach().clone(),
-                              "trainable": models.count_parameters(net, trainable_only=True),
+                              "trainable": cost.count_parameters(net, trainable_only=True),
                               "grads": [p.requires_grad for p in body_params]})
 
     before = [p.detach().clone() for p in body_params]
     bn_before = net.stem[1].running_mean.clone()
     fc_before = net.fc.weight.detach().clone()
-    train.fit(net, batches, batches, epochs=2, optimizer=optimizer, device=CPU,
-              callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=1), Snapshot()],
-              show_progress=False)
+    train.fit(net, batches, batches, epochs=2, optimizer=optimizer,
+              callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=1), Snapshot()])
     first, second = snapshots
     # epoch 1: the body is frozen (weights and BatchNorm statistics), the head learns
     assert all(torch.equal(a, b) for a, b in zip(before, first["body"]))
@@ -101,7 +101,7 @@ def test_frozen_parameters_stay_put_and_unfreezing_trains_them_at_their_group_ra
     # epoch 2: unfrozen, the body learns, at its own group's rate
     assert all(second["grads"])
     assert any(not torch.equal(a, b) for a, b in zip(first["body"], second["body"]))
-    assert second["trainable"] == models.count_parameters(net)
+    assert second["trainable"] == cost.count_parameters(net)
     assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.1]
     assert optimizer.param_groups[0]["params"] == body_params
 
@@ -111,8 +111,8 @@ def test_always_frozen_body_never_changes():
     body = torch.nn.ModuleList([net.stem, net.layer1, net.layer2, net.layer3, net.layer4])
     before = [p.detach().clone() for p in body.parameters()]
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
-    train.fit(net, batches, batches, epochs=3, optimizer=optimizer, device=CPU,
-              callbacks=[callbacks.FreezeThenUnfreeze(body)], show_progress=False)
+    train.fit(net, batches, batches, epochs=3, optimizer=optimizer,
+              callbacks=[callbacks.FreezeThenUnfreeze(body)])
     assert all(torch.equal(a, b) for a, b in zip(before, body.parameters()))
 
 
@@ -138,19 +138,106 @@ def test_distillation_loss_matches_a_hand_computation():
     assert got.item() == pytest.approx(expected, rel=1e-6)
 
 
+def batch_state(x, logits, y):
+    """The part of fit()'s state a loss callback reads and sets."""
+    return SimpleNamespace(x=x, logits=logits, y=y, loss=F.cross_entropy(logits, y), device=torch.device("cpu"))
+
+
 def test_distillation_with_alpha_zero_is_cross_entropy_and_teacher_stays_frozen():
     torch.manual_seed(0)
-    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3), torch.nn.Dropout(0.5))
-    loss = losses.Distillation(teacher, temperature=4.0, alpha=0.0).train()
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3), torch.nn.Dropout(0.5)).train()
     x, logits, y = torch.randn(5, 3, 2, 2), torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
-    assert loss(logits, y, x).item() == pytest.approx(F.cross_entropy(logits, y).item())
+    state = batch_state(x, logits, y)
+    losses.Distillation(teacher, temperature=4.0, alpha=0.0).on_loss(state)
+    assert state.loss.item() == pytest.approx(F.cross_entropy(logits, y).item())
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     # a dropout teacher in eval mode gives the same soft targets every time
     full = losses.Distillation(teacher, 4.0, 1.0)
-    assert full(logits, y, x).item() == full(logits, y, x).item()
+    first, second = batch_state(x, logits, y), batch_state(x, logits, y)
+    full.on_loss(first)
+    full.on_loss(second)
+    assert first.loss.item() == second.loss.item()
+    assert first.loss.item() == pytest.approx(losses.distillation_loss(logits, teacher(x), y, 4.0, 1.0).item())
+
+
+def test_label_smoothing_replaces_the_loss_with_smoothed_cross_entropy_by_hand():
+    logits, y = torch.tensor([[4.0, 1.0, 0.0], [0.0, 2.0, 1.0]]), torch.tensor([0, 2])
+    state = batch_state(None, logits, y)
+    losses.LabelSmoothing(0.1).on_loss(state)
+    targets = 0.9 * F.one_hot(y, 3) + 0.1 / 3  # 0.1 of each target spread over the 3 classes
+    by_hand = -(targets * logits.log_softmax(1)).sum(1).mean()
+    assert state.loss.item() == pytest.approx(by_hand.item())
 
 
 def test_models_from_scratch_average_batchnorm_statistics_at_the_usual_rate():
     model = models.build("mobilenet_v3_small", 10)
     moments = {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert moments == {0.1}
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg(tmp_path_factory):
+    return settings.resolve(profile="smoke", device="cpu", compute_format="", progress="off", download=False,
+                            results_dir=str(tmp_path_factory.mktemp("results")))
+
+
+def test_offline_the_course_pretrains_on_half_the_classes_once_and_transfers_to_the_other_half(
+        torch_home, smoke_cfg, monkeypatch, capsys):
+    cifar = data.load("cifar10", "sample")
+    found = transfer.pretrained("resnet18", cifar, smoke_cfg)
+    assert found.source == "course" and "not cached" in found.missing
+    assert found.target.classes == ["dog", "frog", "horse", "ship", "truck"]  # classes it never saw
+    assert found.source_classes == ["airplane", "automobile", "bird", "cat", "deer"]
+    assert "pretraining of resnet18 on the other half" in found.description and "airplane" in found.trained_on
+    net = found.build(seed=0)
+    assert net.fc.out_features == 5 and net.architecture.num_classes == 5
+    assert torch.equal(net.conv1.weight, found.weights["conv1.weight"])  # the pretrained body
+    source_half = data.class_split(cifar)[0]
+    stats = data.channel_stats(data.split_for(source_half, smoke_cfg, "pretrain").train.images)
+    assert found.mean == pytest.approx(stats[0])  # the target is normalised as the source half was
+    assert not torch.equal(net.conv1.weight, found.random_init(seed=0).conv1.weight)
+    # made once: a second notebook reuses the checkpoint instead of training again
+    monkeypatch.setattr(transfer, "train", lambda *a, **k: pytest.fail("pretrained twice"))
+    again = transfer.pretrained("resnet18", cifar, smoke_cfg)
+    assert all(torch.equal(v, again.weights[k]) for k, v in found.weights.items())
+
+
+def test_online_the_imagenet_weights_transfer_to_the_whole_data_set(torch_home, smoke_cfg):
+    stand_in = models.torchvision_model("resnet18", 1000)
+    models.weights_file("resnet18").parent.mkdir(parents=True)
+    torch.save(stand_in.state_dict(), models.weights_file("resnet18"))
+    cifar = data.load("cifar10", "sample")
+    found = transfer.pretrained("resnet18", cifar, smoke_cfg)
+    assert found.source == "imagenet" and found.missing is None and found.target is cifar
+    assert "IMAGENET1K_V1" in found.description
+    assert found.mean == (0.485, 0.456, 0.406)  # the target is normalised as ImageNet's images were
+    net = found.build(seed=0, download=False)
+    assert net.fc.out_features == 10 and torch.equal(net.conv1.weight, stand_in.conv1.weight)
+
+
+def test_offline_a_notebook_may_name_a_cheaper_architecture_and_a_new_shape_is_pretrained_anew(
+        torch_home, smoke_cfg, capsys):
+    cifar = data.load("cifar10", "sample")
+    found = transfer.pretrained("resnet18", cifar, smoke_cfg, offline="resnet18_cifar", widths=(8, 8, 8, 8))
+    assert (found.source, found.name, found.options) == ("course", "resnet18_cifar", {"widths": (8, 8, 8, 8)})
+    assert found.build(seed=0).fc.in_features == 8 and found.random_init(seed=0).fc.out_features == 5
+    capsys.readouterr()
+    transfer.pretrained("resnet18", cifar, smoke_cfg, offline="resnet18_cifar", widths=(8, 8, 8, 8))
+    assert "Pretraining" not in capsys.readouterr().out  # the same shape: reused
+    wider = transfer.pretrained("resnet18", cifar, smoke_cfg, offline="resnet18_cifar", widths=(8, 8, 8, 16))
+    assert "holds another shape of resnet18_cifar" in capsys.readouterr().out
+    assert wider.build(seed=0).fc.in_features == 16
+
+
+def test_several_architectures_start_from_one_source_so_that_they_compare(torch_home, smoke_cfg, monkeypatch):
+    """ResNet18's ImageNet file is cached, MobileNetV3's is not: both take the course's own."""
+    models.weights_file("resnet18").parent.mkdir(parents=True)
+    torch.save(models.torchvision_model("resnet18", 1000).state_dict(), models.weights_file("resnet18"))
+    cifar = data.load("cifar10", "sample")
+    monkeypatch.setattr(transfer, "course_weights", lambda name, options, source, cfg: checkpoints.Saved(
+        torch_home / f"{name}.pt", models.build(name, source.num_classes),
+        {"train_images": 270, "val_top1": 0.5, "epoch": 2, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
+    found = transfer.pretrained_all(["resnet18", "mobilenet_v3_small"], cifar, smoke_cfg)
+    assert {p.source for p in found.values()} == {"course"}
+    assert {p.target.num_classes for p in found.values()} == {5}
+    assert "mobilenet_v3_small: ImageNet weights" in found["resnet18"].missing

@@ -5,7 +5,9 @@
     python -m cifar_utils.course generate # student versions of the notebooks
     python -m cifar_utils.course grade    # grade what students hand in
     python -m cifar_utils.course bench    # the input paths against the compute ceiling
+    python -m cifar_utils.course site     # the course site, from the executed references
+    python -m cifar_utils.course demo     # a trained model as a web demo
 
 Modules: runner (and report) run the course; assignments makes and grades exercises; bench
-measures speed.
+measures speed; site builds the course site; demo serves a model.
 """

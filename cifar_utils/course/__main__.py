@@ -1,21 +1,57 @@
-"""python -m cifar_utils.course COMMAND ...: hand the command to the module that does it."""
+"""python -m cifar_utils.course COMMAND ...: one parser, a sub-command per tool.
 
+The tools' functions raise exceptions that say what is wrong; only main() turns them into a
+message and an exit status (2 for a request that cannot be carried out).
+"""
+
+from __future__ import annotations
+
+import argparse
 import sys
 
 import cifar_utils.course as tooling
 
-from . import assignments, bench, runner
+from ..checkpoints import CheckpointError
+from ..data import DataError
+from . import assignments, bench, demo, runner, site
 
-COMMANDS = {"run": runner.main, "report": runner.main, "generate": assignments.main,
-            "grade": assignments.main, "bench": lambda argv: bench.main(argv[1:])}
+# name -> (help, add its arguments, carry it out)
+COMMANDS = {
+    "run": ("execute the notebooks with papermill, then report", runner.add_run_arguments, runner.run_command),
+    "report": ("rebuild the report of a run folder", runner.add_report_arguments, runner.report_command),
+    "generate": ("write student versions of the notebooks", assignments.add_generate_arguments,
+                 assignments.generate_command),
+    "grade": ("run submissions in a sandbox and score their exercises", assignments.add_grade_arguments,
+              assignments.grade_command),
+    "bench": ("the input paths against the compute ceiling", bench.add_bench_arguments, bench.bench_command),
+    "site": ("build the course site (offline, from the executed references)", site.add_site_arguments,
+             site.site_command),
+    "demo": ("serve a trained model as a web demo (Gradio)", demo.add_demo_arguments, demo.demo_command),
+}
+# what a user can cause and fix: said in one line, no traceback
+USER_ERRORS = (runner.ParameterError, assignments.SandboxUnavailable, site.SiteError, demo.DemoError, DataError,
+               CheckpointError, FileNotFoundError)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: `python -m cifar_utils.course COMMAND --help` for each command's."""
+    top = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=tooling.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return top
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        print(tooling.__doc__.strip(), file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv)
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

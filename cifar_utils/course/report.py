@@ -12,7 +12,7 @@ from .. import plots, results
 
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),
-           ("params", "parameters"), ("pretrained_loaded", "ImageNet weights"),
+           ("params", "parameters"), ("pretrained_from", "pretrained on"),
            ("flops", "FLOPs"), ("epochs", "epochs"), ("train_images", "train images"),
            ("train_seconds", "train s"), ("test_top1", "test top-1"), ("test_top5", "test top-5")]
 
@@ -27,10 +27,10 @@ def collect(folder: Path) -> tuple[list[dict], list[str]]:
         if record.get("data_note") and record["dataset"] == "cifar100" and record["data_source"] == "sample":
             notes.append(f"{record['notebook']}: the sample holds no CIFAR-100 images; this "
                          "cifar100 run trained on 10 CIFAR-10 classes.")
-        unloaded = [r["name"] for r in record["runs"] if r.get("pretrained_loaded") is False]
-        if unloaded:
-            notes.append(f"{record['notebook']}: ImageNet weights were missing, so these runs "
-                         f"started from random weights: {', '.join(unloaded)}.")
+        if record.get("pretrained_from") == "course":
+            notes.append(f"{record['notebook']}: ImageNet weights were missing, so it transferred the course's "
+                         "own pretraining on the first half of the classes to the second half (its "
+                         "'course' runs), beside the same networks from random weights.")
         for run in record["runs"]:
             rows.append({**{k: record[k] for k in ("notebook", "dataset", "data_source",
                                                     "profile", "device")}, **run})
@@ -45,8 +45,8 @@ def _cell(key: str, value) -> str:
         return "–"
     if key in ("test_top1", "test_top5"):
         return f"{value:.1%}"
-    if key == "pretrained_loaded":
-        return "loaded" if value else "missing"
+    if key == "pretrained_from":
+        return {"imagenet": "ImageNet", "course": "half the classes"}.get(value, str(value))
     if key in ("params", "train_images"):
         return f"{value:,}"
     if key == "flops":
@@ -94,7 +94,7 @@ def write(folder: str | Path) -> tuple[Path, Path]:
     """Write folder/report.md and a self-contained folder/report.html from its results JSON."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise SystemExit(f"No run folder at {folder}.")
+        raise FileNotFoundError(f"No run folder at {folder}.")
     rows, notes = collect(folder)
     figures = _plots(rows, folder)
     header = [title for _, title in COLUMNS]

@@ -4,6 +4,9 @@
     python -m cifar_utils.course run --out DIR --resume   # skip notebooks already done
     python -m cifar_utils.course run --seeds 0 1 2        # once per seed, then mean ± std
     python -m cifar_utils.course report DIR               # rebuild DIR/report.md and .html
+
+The command line itself is cifar_utils.course.__main__'s; this module adds the arguments of
+`run` and `report` and carries them out.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS
+from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS, TENSORBOARD_ENV
 from . import report
 
 STATE_FILE = "run.json"
@@ -38,13 +41,13 @@ def find_notebooks(folder: Path, only: list[str] | None = None) -> list[Path]:
     """The numbered notebooks of `folder`, in order, or those whose number or stem is in `only`."""
     notebooks = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
-        raise SystemExit(f"No numbered notebooks (00_*.ipynb ...) in {folder}: pass --notebooks.")
+        raise FileNotFoundError(f"No numbered notebooks (00_*.ipynb ...) in {folder}: pass --notebooks.")
     if only:
         known = {nb.stem[:2] for nb in notebooks} | {nb.stem for nb in notebooks}
         unknown = [name for name in only if name not in known]
         if unknown:
-            raise SystemExit(f"--only {' '.join(unknown)}: no such notebook in {folder} "
-                             f"(have {', '.join(nb.stem for nb in notebooks)}).")
+            raise ParameterError(f"--only {' '.join(unknown)}: no such notebook in {folder} "
+                                 f"(have {', '.join(nb.stem for nb in notebooks)}).")
         notebooks = [nb for nb in notebooks if nb.stem[:2] in only or nb.stem in only]
     return notebooks
 
@@ -135,6 +138,22 @@ def _stderr_to(path: Path):
             os.close(saved)
 
 
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]):
+    """Set environment variables for what starts inside (a kernel inherits them), then put back
+    what was there: the runner's own process is left as it was."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _cell_progress(label: str) -> dict | bool:
     """papermill's bar of the current cell, on a terminal only; a log file gets no bar."""
     if not sys.stdout.isatty():
@@ -144,14 +163,16 @@ def _cell_progress(label: str) -> dict | bool:
 
 
 def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False,
-        timeout: float | None = None) -> int:
-    """Execute the notebooks in order into `out`; return the number that failed."""
+        timeout: float | None = None, tensorboard: bool = False) -> int:
+    """Execute the notebooks in order into `out`; return the number that failed.
+
+    tensorboard: every training run writes its curves to out/tensorboard/<notebook>/<run>.
+    """
     import papermill
 
     per_notebook = check_parameters(notebooks, {**parameters, "RESULTS_DIR": str(out)})
     out.mkdir(parents=True, exist_ok=True)
     state = _load_state(out) if resume else {"done": {}}
-    os.environ[PLAIN_PROGRESS_ENV] = "1"  # the kernels inherit it: text bars, small notebooks
     failed: dict[str, str] = {}
     start = time.perf_counter()
     for i, nb in enumerate(notebooks, 1):
@@ -166,8 +187,11 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
         print(f"{label}: running ({time.perf_counter() - start:.0f} s into the run)", flush=True)
         began = time.perf_counter()
         log = out / f"{nb.stem}.log"
-        try:
-            with _stderr_to(log):  # the kernel's warnings and papermill's own chatter
+        try:  # text bars in the kernels (they inherit the variable): small notebooks
+            kernel_environment = {PLAIN_PROGRESS_ENV: "1"}
+            if tensorboard:
+                kernel_environment[TENSORBOARD_ENV] = str((out / "tensorboard" / nb.stem).resolve())
+            with _stderr_to(log), _environment(kernel_environment):  # and papermill's chatter to the log
                 papermill.execute_notebook(str(nb), str(out / nb.name), parameters=params,
                                            kernel_name="python3", progress_bar=_cell_progress(label),
                                            cwd=os.getcwd(), execution_timeout=timeout)
@@ -192,13 +216,10 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
     return len(failed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    go = commands.add_parser("run", help="execute the notebooks with papermill, then report")
+def add_run_arguments(go: argparse.ArgumentParser) -> None:
+    """The `run` command's arguments."""
     go.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers or stems to run")
-    go.add_argument("--profile", default="auto", help="auto | smoke | laptop | full")
+    go.add_argument("--profile", default="auto", help="auto | auto-short | smoke | laptop | short | full")
     go.add_argument("--dataset", default=None, help="cifar10 | cifar100")
     go.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                     metavar=("NAME", "VALUE"), help="any parameter, as papermill takes it")
@@ -210,38 +231,40 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell")
     go.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
                     help="run everything once per seed (into --out/seed-N), then report mean ± std")
-    rep = commands.add_parser("report", help="rebuild the report of a run folder")
-    rep.add_argument("folder", type=Path)
-    args = parser.parse_args(argv)
+    go.add_argument("--tensorboard", action="store_true",
+                    help="every training run writes its curves to OUT/tensorboard/<notebook>/<run>")
 
-    if args.command == "report":
-        md, html = report.write(args.folder)
-        print(f"Report: {md} and {html}")
-        return 0
+
+def run_command(args: argparse.Namespace) -> int:
+    """`run`: the notebooks, once or once per seed; the exit status counts failures."""
     parameters = {name: parse_value(value) for name, value in args.parameter}
     parameters["PROFILE"] = parameters.get("PROFILE", args.profile)
     if args.dataset:
         parameters["DATASET"] = args.dataset
     if args.resume and not args.out:
-        parser.error("--resume needs the --out folder of the run to resume")
+        raise ParameterError("--resume needs the --out folder of the run to resume")
+    if args.seeds and "SEED" in parameters:
+        raise ParameterError("give the seeds either with --seeds or with -p SEED, not both")
     out = args.out or Path("runs") / f"{datetime.now():%Y%m%d-%H%M%S}-{parameters['PROFILE']}"
     notebooks = find_notebooks(args.notebooks, args.only)
-    if args.seeds and "SEED" in parameters:
-        parser.error("give the seeds either with --seeds or with -p SEED, not both")
-    try:
-        if not args.seeds:
-            return 1 if run(notebooks, parameters, out, resume=args.resume, timeout=args.timeout) else 0
-        failures = 0
-        for seed in args.seeds:
-            print(f"--- seed {seed} ---", flush=True)
-            failures += run(notebooks, {**parameters, "SEED": seed}, out / f"seed-{seed}",
-                            resume=args.resume, timeout=args.timeout)
-    except ParameterError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not args.seeds:
+        return 1 if run(notebooks, parameters, out, args.resume, args.timeout, args.tensorboard) else 0
+    failures = 0
+    for seed in args.seeds:
+        print(f"--- seed {seed} ---", flush=True)
+        failures += run(notebooks, {**parameters, "SEED": seed}, out / f"seed-{seed}", args.resume,
+                        args.timeout, args.tensorboard)
     print(f"Across the seeds: {report.write_seeds(out, [out / f'seed-{seed}' for seed in args.seeds])}")
     return 1 if failures else 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def add_report_arguments(rep: argparse.ArgumentParser) -> None:
+    """The `report` command's arguments."""
+    rep.add_argument("folder", type=Path, help="a folder written by `run`")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """`report`: rebuild a run folder's report."""
+    md, html = report.write(args.folder)
+    print(f"Report: {md} and {html}")
+    return 0

@@ -1,4 +1,5 @@
-"""Timing the formats: measured without side effects, opted into, pinned, or left to the default."""
+"""What a model costs: training throughput, and the compute formats timed without side effects,
+opted into, pinned, or left to the default."""
 
 import dataclasses
 import time
@@ -6,7 +7,7 @@ import time
 import pytest
 import torch
 
-from cifar_utils import models, precision, settings, speed
+from cifar_utils import cost, models, precision
 
 CPU = torch.device("cpu")
 FP32_FIRST, FP32_LAST = precision.PLAIN, precision.ComputeFormat(None, True)
@@ -18,7 +19,7 @@ def test_measure_leaves_the_model_and_the_random_stream_untouched():
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     batch = (torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
     torch.manual_seed(1)
-    rates = speed.measure(model, batch, CPU, steps=1)
+    rates = cost.measure(model, batch, CPU, steps=1)
     after_measure = torch.rand(3)
     torch.manual_seed(1)
     assert torch.equal(after_measure, torch.rand(3))
@@ -27,11 +28,10 @@ def test_measure_leaves_the_model_and_the_random_stream_untouched():
     assert model.features[0].weight.is_contiguous()  # the copies got the layouts, not the model
 
 
-def test_without_the_variable_the_format_is_the_hardwares_default_and_nothing_is_timed(monkeypatch):
-    monkeypatch.delenv(settings.FORMAT_ENV, raising=False)
-    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("the default needs no timing"))
+def test_without_a_request_the_format_is_the_hardwares_default_and_nothing_is_timed(monkeypatch):
+    monkeypatch.setattr(cost, "measure", lambda *a, **k: pytest.fail("the default needs no timing"))
     model = models.build("simple_cnn", 10)
-    assert speed.choose(model, 8, CPU) == precision.default_format(model, CPU)
+    assert cost.choose("", model, 8, CPU, {}) == precision.default_format(model, CPU)
 
 
 def test_measure_is_an_opt_in_that_takes_the_fastest_once_per_architecture(monkeypatch):
@@ -42,25 +42,24 @@ def test_measure_is_an_opt_in_that_takes_the_fastest_once_per_architecture(monke
         calls.append(model)
         return {FP32_FIRST: 10.0, FP32_LAST: 30.0, bf16_last: 20.0}
 
-    monkeypatch.setattr(speed, "measure", fake_measure)
-    monkeypatch.setattr(speed, "_fastest", {})
-    monkeypatch.setenv(settings.FORMAT_ENV, "measure")
-    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
-    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
+    monkeypatch.setattr(cost, "measure", fake_measure)
+    measured = {}  # a Config's measured_formats: one notebook's memory
+    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, measured) == FP32_LAST
+    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, measured) == FP32_LAST
     assert len(calls) == 1  # a second model of the same architecture trains the same way
-    speed.choose(models.build("simple_cnn", 10), 16, CPU)
-    speed.choose(models.Upsampled(models.build("simple_cnn", 10), 64), 8, CPU)
+    cost.choose("measure", models.build("simple_cnn", 10), 16, CPU, measured)
+    cost.choose("measure", models.Upsampled(models.build("simple_cnn", 10), 64), 8, CPU, measured)
     assert len(calls) == 3  # another batch size, another architecture: measured anew
+    cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, {})
+    assert len(calls) == 4  # another notebook (another Config) measures for itself
 
 
 def test_a_pinned_format_is_used_and_a_typo_is_named(monkeypatch):
-    monkeypatch.setattr(speed, "measure", lambda *a, **k: pytest.fail("a pin needs no timing"))
-    monkeypatch.setenv(settings.FORMAT_ENV, "bf16, channels-last")
-    assert speed.choose(models.build("simple_cnn", 10), 8, CPU) == precision.ComputeFormat(torch.bfloat16, True)
-    monkeypatch.setenv(settings.FORMAT_ENV, "fp16,channels-last")
-    with pytest.raises(ValueError, match=r"\$CIFAR_COURSE_FORMAT: 'fp16,channels-last' is not a "
-                                         r"compute format for cpu.*'measure'"):
-        speed.choose(models.build("simple_cnn", 10), 8, CPU)
+    monkeypatch.setattr(cost, "measure", lambda *a, **k: pytest.fail("a pin needs no timing"))
+    net = models.build("simple_cnn", 10)
+    assert cost.choose("bf16, channels-last", net, 8, CPU, {}) == precision.ComputeFormat(torch.bfloat16, True)
+    with pytest.raises(ValueError, match=r"'fp16,channels-last' is not a compute format for cpu.*'measure'"):
+        cost.choose("fp16,channels-last", net, 8, CPU, {})
 
 
 def test_throughput_counts_only_the_timed_steps():
@@ -73,7 +72,7 @@ def test_throughput_counts_only_the_timed_steps():
             for b in batches:
                 seen.append(1)
                 yield b
-    rate = speed.throughput(model, Counting(), steps=4, device=CPU, warmup=2)
+    rate = cost.throughput(model, Counting(), steps=4, warmup=2)
     assert rate > 0 and len(seen) == 6  # 2 warm-up + 4 timed, nothing more drawn
 
 
@@ -86,9 +85,9 @@ def test_compare_feeds_trains_a_fresh_model_per_feed_in_its_format():
         return model
 
     batch = (torch.randn(4, 3, 8, 8), torch.randint(0, 2, (4,)))
-    feeds = {"plain": (FP32_FIRST, lambda: speed.repeat(batch)),
-             "last": (FP32_LAST, lambda: speed.repeat(batch))}
-    rates = speed.compare_feeds(build, feeds, CPU, steps=2, rounds=2)
+    feeds = {"plain": (FP32_FIRST, lambda: cost.repeat(batch)),
+             "last": (FP32_LAST, lambda: cost.repeat(batch))}
+    rates = cost.compare_feeds(build, feeds, CPU, steps=2, rounds=2)
     assert set(rates) == {"plain", "last"} and min(rates.values()) > 0
     assert len(built) == 4  # two feeds, two rounds
     seen_formats = [m[0].weight.is_contiguous(memory_format=torch.channels_last) for m in built]
@@ -101,11 +100,21 @@ def test_throughput_stops_timing_after_max_seconds():
     seen = []
 
     def slow_batches():  # each batch takes 50 ms to arrive: 1,000 steps would take 50 s
-        for b in speed.repeat(batch):
+        for b in cost.repeat(batch):
             time.sleep(0.05)
             seen.append(1)
             yield b
     start = time.perf_counter()
-    rate = speed.throughput(model, slow_batches(), steps=1000, device=CPU, warmup=1, max_seconds=0.2)
+    rate = cost.throughput(model, slow_batches(), steps=1000, warmup=1, max_seconds=0.2)
     assert time.perf_counter() - start < 2 and 3 <= len(seen) <= 10
     assert rate == pytest.approx(5 / 0.05, rel=0.5)  # still images per second of the timed steps
+
+
+def test_throughput_takes_the_loops_step_with_the_models_loss_scaler():
+    """fp16 is timed on the step that trains in it: scaled, and skipped when the gradients overflow."""
+    model = precision.prepare(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)),
+                              precision.ComputeFormat(torch.float16, False), CPU)
+    before = model.loss_scaler.get_scale()
+    batch = (torch.full((5, 3, 2, 2), 1e30), torch.randint(0, 3, (5,)))  # overflows in fp16
+    cost.throughput(model, cost.repeat(batch), steps=2, warmup=1)
+    assert model.loss_scaler.get_scale() < before  # the scaler saw the overflow and lowered its scale

@@ -1,0 +1,122 @@
+"""Pretrained starting weights: ImageNet's where torchvision has them, the course's own elsewhere.
+
+A network pretrained on one task (the source) and trained further on another (the target)
+starts from features that already respond to edges, textures and parts. Online, a torchvision
+architecture starts from its ImageNet weights (the weights enum, through torchvision's cache)
+and the target is the whole data set. Where those weights cannot be had (offline, behind a
+firewall, in CI), the course pretrains a network itself on the data it has: on the first half
+of the classes (the source task), and transfers it to the second half, classes the backbone
+never saw, as Yosinski et al. (2014) split ImageNet's classes in two. That network is the same
+architecture, or one a notebook names as better suited to a CPU's budget (03 and 04 take the
+CIFAR ResNet18 of 03, which learns far more per second at 32x32 than ImageNet's). The
+pretraining is a checkpoint, made once per data set and profile and reused by every notebook
+that asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import checkpoints, data, loaders, models
+from .recipe import Hyper, train
+from .settings import Config
+
+PRETRAIN_LR = 0.1  # peak learning rate per 128 images of the course's own pretraining: 03's scratch rate
+
+
+@dataclass
+class Pretrained:
+    """Where a backbone's starting weights come from, and the task they transfer to."""
+
+    name: str  # the architecture (models.REGISTRY)
+    options: dict  # its builder's options (widths=...)
+    source: str  # "imagenet" or "course"
+    trained_on: str  # the source task, in a few words: "ImageNet", or the classes of the course's pretraining
+    description: str  # where the weights come from, in full, for the notebook and the results
+    target: data.CifarData  # what the network trains and is tested on after pretraining
+    mean: tuple[float, ...]  # the normalisation the pretraining saw, per channel: feed the target the same
+    std: tuple[float, ...]
+    weights: dict | None = None  # the course's pretrained weights; ImageNet's come through torchvision
+    source_classes: list[str] | None = None  # the classes the course's pretraining learned
+    missing: str | None = None  # why ImageNet's weights could not be had (None if they could)
+
+    def build(self, seed: int, download: bool = True) -> nn.Module:
+        """The architecture with the pretrained weights and a fresh last layer for the target's
+        classes, drawn from `seed`."""
+        if self.source == "imagenet":
+            return models.build(self.name, self.target.num_classes, seed=seed, weights="imagenet",
+                                download=download)
+        net = models.build(self.name, len(self.source_classes), **self.options)
+        net.load_state_dict(self.weights)
+        return models.new_head(net, self.target.num_classes, seed)
+
+    def random_init(self, seed: int) -> nn.Module:
+        """The same architecture from random weights, for the target's classes: the control arm."""
+        return models.build(self.name, self.target.num_classes, seed=seed, **self.options)
+
+
+def pretrained(name: str, cifar: data.CifarData, cfg: Config, offline: str | None = None,
+               **options) -> Pretrained:
+    """The starting weights of torchvision's `name`: ImageNet's if torchvision can have them here
+    (cached, or downloaded when cfg.download allows). Else the course's own pretraining of
+    `offline` (a registry name, built with `options`; by default `name` itself) on the first half
+    of cifar's classes, made now if no usable checkpoint holds it; the target is then the
+    second half."""
+    found, missing = models.pretrained_available(name, download=cfg.download)
+    if found:
+        return _imagenet(name, cifar)
+    return _course(offline or name, options, cifar, cfg, missing)
+
+
+def pretrained_all(names: list[str], cifar: data.CifarData, cfg: Config) -> dict[str, Pretrained]:
+    """Starting weights for several torchvision architectures from one source, so that they
+    compare on one task: ImageNet's where torchvision has them for every one, else the
+    course's own pretraining for every one (each told why)."""
+    missing = {name: models.pretrained_available(name, download=cfg.download)[1] for name in names}
+    if not any(missing.values()):
+        return {name: _imagenet(name, cifar) for name in names}
+    why = "; ".join(f"{name}: {reason}" for name, reason in missing.items() if reason)
+    return {name: _course(name, {}, cifar, cfg, why) for name in names}
+
+
+def _imagenet(name: str, cifar: data.CifarData) -> Pretrained:
+    weights = models.TORCHVISION_MODELS[name][1]
+    preprocess = weights.transforms()  # ImageNet's statistics, which the weights were trained with
+    return Pretrained(name, {}, "imagenet", "ImageNet",
+                      f"ImageNet ({type(weights).__name__}.{weights.name}, torchvision)", cifar,
+                      tuple(preprocess.mean), tuple(preprocess.std))
+
+
+def _course(name: str, options: dict, cifar: data.CifarData, cfg: Config, missing: str) -> Pretrained:
+    source, target = data.class_split(cifar)
+    saved = course_weights(name, options, source, cfg)
+    trained_on = f"{', '.join(source.classes[:5])}{', ...' if len(source.classes) > 5 else ''} ({cifar.dataset})"
+    description = (f"this course's pretraining of {name} on the other half of the classes, {trained_on}: "
+                   f"{saved.info['train_images']:,} images, best validation top-1 {saved.info['val_top1']:.1%} "
+                   f"at epoch {saved.info['epoch']}, kept in {saved.path}")
+    return Pretrained(name, options, "course", trained_on, description, target, tuple(saved.info["mean"]),
+                      tuple(saved.info["std"]), saved.model.state_dict(), source.classes, missing)
+
+
+def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config) -> checkpoints.Saved:
+    """The course's pretraining of `name` (built with `options`) on `source`, the first half of
+    the classes: the checkpoint if a usable one holds it, else trained now with the profile's
+    `pretrain` budget."""
+    path = cfg.checkpoint_dir / f"{cfg.dataset}_{name}_pretrained_first_half.pt"
+    expect = data.fingerprint(source, cfg)
+    try:
+        saved = checkpoints.load(path, expect)
+        if saved.info["architecture"]["options"] == options:
+            return saved
+        why = f"{path} holds another shape of {name} ({saved.info['architecture']['options']})"
+    except checkpoints.CheckpointError as err:
+        why = str(err)
+    print(f"Pretraining {name} on {len(source.classes)} classes ({', '.join(source.classes)}), "
+          f"once: {why}.")
+    batches = loaders.make_loaders(data.split_for(source, cfg, "pretrain"), cfg.batch_size, cfg.device)
+    hyper = Hyper(cfg.epochs("pretrain"), lr=PRETRAIN_LR, seed=cfg.seed)
+    train(f"{name}_pretraining", models.build(name, source.num_classes, seed=cfg.seed, **options), batches,
+          hyper, cfg, checkpoint=path)
+    return checkpoints.load(path, expect)
