@@ -11,7 +11,12 @@ matplotlib.use("Agg")
 _scratch = tempfile.mkdtemp(prefix="cifar-course-tests-")
 os.environ[PROFILE_ENV] = "smoke"  # PROFILE="auto" in the notebooks becomes smoke
 os.environ[PLAIN_PROGRESS_ENV] = "1"
-os.environ["MPLBACKEND"] = "Agg"
+# the kernels the tests start draw off-screen, and every figure they show is checked for overlapping
+# text (tests/figure_check_backend.py; test_notebooks reads the log)
+_tests = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests")
+os.environ["MPLBACKEND"] = "module://figure_check_backend"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_tests, os.environ.get("PYTHONPATH")]))
+os.environ["FIGURE_CHECK_LOG"] = os.path.join(_scratch, "figures.jsonl")
 os.environ.pop(FORMAT_ENV, None)  # every run in the hardware's default format
 os.environ.setdefault(RESULTS_ENV, os.path.join(_scratch, "results"))
 os.environ.setdefault(DATA_ENV, os.path.join(_scratch, "no-data-here"))

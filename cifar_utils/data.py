@@ -96,33 +96,68 @@ def load(dataset: str = "cifar10", data_dir: str | os.PathLike = "data",
     data_dir: "sample" for the bundled sample; or a folder (torchvision layout, official
     archive, or train/ and test/ image folders) or an image-folder archive.
     """
+    way, root = _find(dataset, data_dir, download)
+    if way == "sample":
+        return load_sample(dataset, reason="DATA_DIR='sample' asks for it")
+    if way == "file":
+        return _load_file(dataset, root)
+    if way == "official archive":
+        _extract_official_archive(dataset, root)
+    if way in ("torchvision", "official archive"):
+        return _load_torchvision(dataset, root)
+    if way == "image folder":
+        return load_image_folder(dataset, root)
+    try:
+        _download(dataset, root)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; bad MD5 a RuntimeError
+        return load_sample(dataset, reason=f"downloading {dataset} failed ({err})")
+    return _load_torchvision(dataset, root)
+
+
+def _find(dataset: str, data_dir: str | os.PathLike, download: bool) -> tuple[str, Path]:
+    """Which of the five ways has the data, without reading it: (way, path). The ways: sample,
+    file (an archive named by DATA_DIR), torchvision, official archive, image folder, download."""
     if dataset not in DATASETS:
         raise DataError(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.")
     if str(data_dir) == "sample":
-        return load_sample(dataset, reason="DATA_DIR='sample' asks for it")
+        return "sample", Path("sample")
     root = Path(data_dir).expanduser()
     if root.is_file():
-        return _load_file(dataset, root)
+        return "file", root
     if root.exists() and not root.is_dir():
         raise DataError(f"DATA_DIR {root} is neither a folder nor a file.")
     tv = TORCHVISION_CLASSES[dataset]
     if (root / tv.base_folder).is_dir():
-        return _load_torchvision(dataset, root)
+        return "torchvision", root
     if (root / tv.filename).is_file():
-        _extract_official_archive(dataset, root)
-        return _load_torchvision(dataset, root)
+        return "official archive", root
     if (root / "train").is_dir() or (root / "test").is_dir():
-        return load_image_folder(dataset, root)
+        return "image folder", root
     nested = _one_level_down(root, dataset)
     if nested is not None:  # before a download: the data is there, in the wrong place
         raise DataError(f"{root} holds no {dataset} data itself, but {nested} does: set DATA_DIR to {nested}.")
     if download:
-        try:
-            _download(dataset, root)
-        except (OSError, RuntimeError) as err:  # URLError is an OSError; bad MD5 a RuntimeError
-            return load_sample(dataset, reason=f"downloading {dataset} failed ({err})")
-        return _load_torchvision(dataset, root)
+        return "download", root
     raise DataError(f"No {dataset} data in {root.resolve()} and DOWNLOAD=False.\n{WAYS}")
+
+
+def locate(cfg: Config) -> str:
+    """Where a notebook with these settings will find its data, in one line, without reading it
+    (the course runner says it before the first notebook runs)."""
+    if cfg.data_dir is None and cfg.profile.name == "smoke":
+        way, root = "sample", Path("sample")
+        why = "the smoke profile runs on it"
+    else:
+        way, root = _find(cfg.dataset, cfg.default_data_dir if cfg.data_dir is None else cfg.data_dir, cfg.download)
+        why = "DATA_DIR='sample' asks for it"
+    tv = TORCHVISION_CLASSES[cfg.dataset]
+    return {"sample": f"the bundled CIFAR-10 sample ({why}): accuracies on it are not CIFAR results",
+            "file": f"{cfg.dataset} from {root}",
+            "torchvision": f"{cfg.dataset} in torchvision's layout, {root / tv.base_folder}",
+            "official archive": f"{cfg.dataset} from the official archive {root / tv.filename}",
+            "image folder": f"{cfg.dataset} from the image folder {root}",
+            "download": f"{cfg.dataset}, downloaded into {root} first (none there yet); should the download fail, "
+                        "the bundled CIFAR-10 sample, whose accuracies are not CIFAR results"}[way]
 
 
 def load_for(cfg: Config) -> CifarData:
@@ -353,7 +388,7 @@ keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle m
 mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy
 porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail
 snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
-tractor train tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
+tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()
 
 
 # --- splits and statistics -----------------------------------------------------------------
@@ -479,7 +514,7 @@ def to_cifar_size(photo: Image.Image, side: int = 32) -> np.ndarray:
     square = min(photo.size)
     left, top = (photo.width - square) // 2, (photo.height - square) // 2
     photo = photo.crop((left, top, left + square, top + square))
-    return np.asarray(photo.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=3.0))
+    return np.array(photo.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=3.0))  # a writable copy
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

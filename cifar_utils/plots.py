@@ -18,9 +18,19 @@ def _axes(ax, figsize=(6, 4)):
     return ax
 
 
-def legend_beside(ax, fontsize: int | None = None):
-    """The legend right of the axes, where it covers no data."""
-    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=fontsize)
+def panels(rows: int = 1, cols: int = 2, width: float = 6.0, height: float = 4.0):
+    """A figure of rows x cols axes (width x height inches each) whose layout makes room for every
+    legend beside its axes, so that no legend lies on the next panel: (figure, axes)."""
+    return plt.subplots(rows, cols, figsize=(width * cols, height * rows), layout="constrained")
+
+
+def legend_beside(ax, fontsize: int | None = None, title: str | None = None):
+    """The legend right of the axes, where it covers no data (a layout makes room for it)."""
+    legend = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, fontsize=fontsize, title=title,
+                       title_fontsize=fontsize)
+    if title:
+        legend.get_title().set_multialignment("left")
+    return legend
 
 
 def _tile(images: np.ndarray, ncols: int, gap: int = 2) -> np.ndarray:
@@ -107,14 +117,23 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = T
     return ax
 
 
+MANY_CLASSES = 20  # beyond this, classes are labelled by index, every tenth
+
+
 def _grouped_bars(values: dict[str, np.ndarray], classes: Sequence[str], ylabel: str, ax):
-    """One group of bars per class, one bar per named series."""
-    ax = _axes(ax, figsize=(max(6, len(classes) * 0.6), 4))
+    """One group of bars per class, one bar per named series; each class named (vertically, so
+    that no two names meet), or with many classes every tenth by its index."""
+    few = len(classes) <= MANY_CLASSES
+    ax = _axes(ax, figsize=(max(6, len(classes) * 0.6), 4) if few else (12, 4))
     width = 0.8 / len(values)
     x = np.arange(len(classes))
     for i, (name, v) in enumerate(values.items()):
         ax.bar(x + (i - (len(values) - 1) / 2) * width, v, width, label=name)
-    ax.set_xticks(x, classes, rotation=45, ha="right")
+    if few:
+        ax.set_xticks(x, classes, rotation=90)
+    else:
+        ax.set_xticks(x[::10], [str(i) for i in x[::10]])
+        ax.set_xlabel("class (index; the names are in torchvision's order)")
     ax.set_ylabel(ylabel)
     legend_beside(ax)
     ax.grid(axis="y", alpha=0.3)
@@ -169,36 +188,34 @@ COST_LABELS = {"train_seconds": "training time (s)", "params": "parameters",
                "flops": "FLOPs per image", "cpu_latency_ms": "CPU latency at batch 1 (ms)"}
 
 
+MARKERS = "osD^vP*Xhp<>d8H"  # one per run of a group, so that no label needs to sit on the data
+
+
 def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
                           group: str | None = None, log: bool = True, ax=None):
-    """Test top-1 of each run against what it cost (a key of its record), each point labelled.
+    """Test top-1 of each run against what it cost (a key of its record).
 
-    records: results records (results.run_record); group: a key whose value colours the points
-    (the notebook, say) and names them in the legend. Where the runs' budgets (epochs x
-    training images) differ, each label names its budget and the axes say so.
+    Each run gets its own marker (its group's colour: group is a key such as the notebook), named
+    in a legend beside the axes, so that no name covers a point or another name, however many
+    runs there are. Where the runs' budgets (epochs x training images) differ, each name carries
+    its budget and the legend's title says so.
     """
-    ax = _axes(ax, figsize=(7, 4.5))
+    ax = _axes(ax, figsize=(8, 4.5))
     budgets = {(r.get("epochs"), r.get("train_images")) for r in records}
     differ = len(budgets) > 1 and all(e is not None and n is not None for e, n in budgets)
     groups = list(dict.fromkeys(r.get(group) for r in records)) if group else [None]
     for i, name in enumerate(groups):
         mine = [r for r in records if group is None or r.get(group) == name]
-        ax.scatter([r[cost] for r in mine], [r["test_top1"] for r in mine], color=f"C{i}",
-                   label=name, zorder=2)
-        for r in mine:
+        for k, r in enumerate(mine):
             label = f"{r['name']} ({r['epochs']} x {r['train_images']:,})" if differ else r["name"]
-            ax.annotate(label, (r[cost], r["test_top1"]), fontsize=7, color=f"C{i}",
-                        xytext=(4, 3), textcoords="offset points")
-    if differ:
-        ax.text(0.01, 0.99, "budgets differ (epochs x training images): compare with care",
-                transform=ax.transAxes, fontsize=7, va="top", color="dimgrey")
+            ax.scatter(r[cost], r["test_top1"], color=f"C{i % 10}", marker=MARKERS[k % len(MARKERS)], s=45,
+                       zorder=2, label=f"{name}: {label}" if group else label)
     if log:
         ax.set_xscale("log")
     ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))
     ax.set_ylabel("test top-1")
     ax.grid(alpha=0.3)
-    if group:
-        legend_beside(ax, fontsize=8)
+    legend_beside(ax, fontsize=7, title="budgets differ (epochs x training images):\ncompare with care" if differ else None)
     return ax
 
 

@@ -62,7 +62,7 @@ class Run:
     name: str
     model: nn.Module  # trained, and prepared: it runs in its compute format by itself
     history: list[dict]  # one record per epoch (train.fit)
-    test: dict[str, float]  # loss, top1, top5 on the test set (fractions)
+    test: dict[str, float] | None  # loss, top1, top5 on the test set (fractions); None: not scored here
     device: torch.device
     train_images: int  # images in the training split; with the epochs, the budget
     compute_format: ComputeFormat = PLAIN  # a model never prepared computes in PyTorch's default
@@ -81,9 +81,12 @@ class Run:
         return train_seconds(self.history)
 
     def summary(self) -> str:
-        """One line: the test score and the budget that bought it."""
+        """One line: the test score (or, where the test set is scored elsewhere, the last
+        validation score) and the budget that bought it."""
         flip = f" ({self.test_flip['top1']:.1%} with flip TTA)" if self.test_flip else ""
-        return (f"{self.name}: test top-1 {self.test['top1']:.1%}{flip}, top-5 {self.test['top5']:.1%} "
+        score = (f"test top-1 {self.test['top1']:.1%}{flip}, top-5 {self.test['top5']:.1%}" if self.test else
+                 f"validation top-1 {self.history[-1]['val_top1']:.1%} (no test pass here)")
+        return (f"{self.name}: {score} "
                 f"after {self.epochs} epochs on {self.train_images:,} images "
                 f"({self.train_seconds:.0f} s of training, {self.compute_format.name})")
 
@@ -134,6 +137,8 @@ def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Conf
     callbacks: anything that acts at fit()'s events: freezing, MixUp, a distillation loss, monitors.
     checkpoint: keep the epoch with the best validation top-1 there (checkpoints.save) and
         end with its weights.
+    A split without test images (09's challenge: its test images are scored when handed in)
+    has no test pass: the Run's test is then None.
     """
     seed_everything(hyper.seed)  # shuffling, augmentation and dropout of this run
     compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device, cfg.measured_formats)
@@ -149,11 +154,12 @@ def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Conf
         fit_callbacks.append(Checkpoint(checkpoint, model, info))
     history = fit(prepared, loaders.train, loaders.val, epochs=hyper.epochs, optimizer=optimizer(hyper, groups),
                   callbacks=[*fit_callbacks, *watching])
-    logits, labels = predict(prepared, loaders.test, cfg.device)
-    run = Run(name, prepared, history, scores(logits, labels), cfg.device, loaders.train_images, compute_format,
-              checkpoint, test_logits=logits, test_labels=labels, hyper=hyper)
+    score_test = len(loaders.splits.test) > 0
+    logits, labels = predict(prepared, loaders.test, cfg.device) if score_test else (None, None)
+    run = Run(name, prepared, history, scores(logits, labels) if score_test else None, cfg.device,
+              loaders.train_images, compute_format, checkpoint, test_logits=logits, test_labels=labels, hyper=hyper)
     for board in (w for w in watching if isinstance(w, TensorBoard)):
-        board.finish(run.test)
+        board.finish(run.test or {})
     print(run.summary())
     return run
 

@@ -17,17 +17,27 @@ RUN_KEYS = ("name", "params", "epochs", "train_images", "train_seconds", "test_t
 DATA_SOURCES = ("torchvision", "folder", "sample")
 
 
+class Takeaways(list):
+    """The sentences a notebook concludes with, printed as they come and kept for its results
+    JSON (results.write(..., takeaways=...)), where the course report quotes them."""
+
+    def say(self, sentence: str) -> str:
+        print(sentence)
+        self.append(sentence)
+        return sentence
+
+
 def write(notebook: str, cfg: Config, data: CifarData, runs: list[dict], **extra) -> Path:
     """Write RESULTS_DIR/<notebook>.json and return its path; every run needs RUN_KEYS.
 
-    extra: further top-level entries (statistics a notebook computed, say).
+    extra: further top-level entries (statistics a notebook computed, its takeaways, say).
     """
     for run in runs:
         missing = [k for k in RUN_KEYS if k not in run]
         if missing:
             raise ValueError(f"run {run.get('name', '?')!r} lacks {missing}")
         for key in ("test_top1", "test_top5"):
-            if not 0.0 <= run[key] <= 1.0:
+            if run[key] is not None and not 0.0 <= run[key] <= 1.0:
                 raise ValueError(f"run {run['name']!r}: {key}={run[key]} is not a fraction")
     record = {"notebook": notebook, "dataset": cfg.dataset, "data_source": data.source,
               "profile": cfg.profile.name, "device": cfg.device.type, "seed": cfg.seed,
@@ -46,7 +56,7 @@ def run_record(run: Run, **extra) -> dict:
                                           "val_top1")} for r in run.history]
     return {"name": run.name, "params": count_parameters(run.model), "epochs": run.epochs,
             "train_images": run.train_images, "train_seconds": round(run.train_seconds, 2),
-            "test_top1": run.test["top1"], "test_top5": run.test["top5"],
+            "test_top1": run.test["top1"] if run.test else None, "test_top5": run.test["top5"] if run.test else None,
             "device": run.device.type, "compute_format": run.compute_format.name,
             **({"test_top1_flip": run.test_flip["top1"]} if run.test_flip else {}), **extra,
             "history": curve}
@@ -80,19 +90,41 @@ def within_spread(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return abs(a[0] - b[0]) < a[1] + b[1]
 
 
-FORMATS = {"test_top1": "{:.1%}", "test_top5": "{:.1%}", "params": "{:,}", "train_images": "{:,}",
-           "train_seconds": "{:.1f}", "flops": lambda f: f"{f / 1e6:,.1f} M", "size_mb": "{:.1f}",
-           "cpu_latency_ms": "{:.1f}", "trainable_params_first_epoch": "{:,}",
-           "test_top1_flip": "{:.1%}", "test_top1_std": "{:.1%}", "onnx_latency_ms": "{:.2f}",
-           "onnx_max_abs_diff": "{:.1e}", "onnx_mb": "{:.1f}", "vs_plain_points": "{:+.1f}", "ece": "{:.3f}"}
+# How a number reads, by what its key says it is: the first rule whose words the key holds
+NUMBER_RULES = [
+    (("top1", "top5", "_share", "same_class"), "{:.1%}"),  # accuracies and shares, fractions
+    (("points",), "{:+.1f}"),  # a difference in percentage points
+    (("diff",), "{:.1e}"),  # a largest absolute difference
+    (("ece",), "{:.3f}"),
+    (("flops",), lambda f: f"{f / 1e6:,.1f} M"),
+    (("_ms",), "{:.2f}"),  # milliseconds
+    (("_mb",), "{:.2f}"),  # megabytes
+    (("seconds",), "{:.1f}"),
+    (("params", "images", "_per_s"), "{:,.0f}"),  # counts and rates
+]
+
+
+def number_format(key: str):
+    """The format of a results key's numbers (a format string or a function), or None."""
+    return next((fmt for words, fmt in NUMBER_RULES if any(w in key for w in words)), None)
+
+
+def shown(key: str, value) -> str:
+    """One value of a results record as the course's tables show it."""
+    if value is None:
+        return "–"
+    fmt = number_format(key) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if fmt is None:
+        return str(value)
+    return fmt(value) if callable(fmt) else fmt.format(value)
 
 
 def table(records: list[dict], columns: list[str]):
     """A table of runs, one row each, with the course's number formats (a pandas Styler)."""
     import pandas as pd
 
-    frame = pd.DataFrame(records).set_index("name")[columns]
-    return frame.style.format({c: f for c, f in FORMATS.items() if c in columns}, na_rep="–")
+    frame = pd.DataFrame(records).set_index("name").reindex(columns=columns)
+    return frame.style.format({c: number_format(c) for c in columns if number_format(c)}, na_rep="–")
 
 
 def collect(folder: str | Path, dataset: str, profile: str) -> list[dict]:

@@ -18,6 +18,9 @@ RESULTS_ENV = "CIFAR_RESULTS_DIR"
 PLAIN_PROGRESS_ENV = "CIFAR_COURSE_PLAIN_PROGRESS"
 FORMAT_ENV = "CIFAR_COURSE_FORMAT"
 TENSORBOARD_ENV = "CIFAR_COURSE_TENSORBOARD"
+CHALLENGE_ENV = "CIFAR_CHALLENGE_DIR"  # these three: set by the challenge's grader, for a graded run
+CHALLENGE_OUT_ENV = "CIFAR_CHALLENGE_OUT"
+CHALLENGE_SECONDS_ENV = "CIFAR_CHALLENGE_SECONDS"
 ENVIRONMENT = {
     PROFILE_ENV: "the profile PROFILE='auto' (or 'auto-short') resolves to (smoke | laptop | short | full)",
     DATA_ENV: "where DATA_DIR=None looks for the data (default ./data)",
@@ -28,6 +31,10 @@ ENVIRONMENT = {
                 "them pinned ('bf16,channels-last', 'fp32,channels-first', ...)",
     TENSORBOARD_ENV: "a folder: every training run writes its curves there for TensorBoard, one folder "
                      "per run (the course runner's --tensorboard sets it per notebook)",
+    CHALLENGE_ENV: "set by `course challenge` for a graded run of 09: the folder with its training images "
+                   "and the test images without labels",
+    CHALLENGE_OUT_ENV: "set by `course challenge`: where the graded run hands in its predictions",
+    CHALLENGE_SECONDS_ENV: "set by `course challenge`: the graded run's time budget in seconds",
 }
 
 DATASETS = ("cifar10", "cifar100")
@@ -61,14 +68,15 @@ class Profile:
     val_fraction: float  # share of the kept training images held out for validation
     batch_size: int
     resnet_widths: tuple[int, ...] = FULL_WIDTHS  # the channels of the CIFAR ResNet18's four stages
+    challenge_minutes: float = 10.0  # 09's time budget: a whole run, from the kernel's start
     description: str = field(default="", compare=False)
 
 
 def _profile(name, epochs, train_images, test_images, batch_size, description, seeds=None,
-             resnet_widths=FULL_WIDTHS) -> Profile:
+             resnet_widths=FULL_WIDTHS, challenge_minutes=10.0) -> Profile:
     budgets = {kind: Budget(epochs[kind], train_images.get(kind), (seeds or {}).get(kind, 1))
                for kind in KINDS}
-    return Profile(name, budgets, test_images, 0.1, batch_size, resnet_widths, description)
+    return Profile(name, budgets, test_images, 0.1, batch_size, resnet_widths, challenge_minutes, description)
 
 
 PROFILES: dict[str, Profile] = {
@@ -81,6 +89,7 @@ PROFILES: dict[str, Profile] = {
         train_images={"resnet18_cifar": 200, "pretrain": 300, "fine_tune": 200, "student": 200, "tricks": 500},
         test_images=300, batch_size=64, resnet_widths=QUARTER_WIDTHS,
         seeds={"student": 2, "tricks": 2},  # so that the tests see the spread at work
+        challenge_minutes=2,
         description="the bundled sample, a few steps per model: at most minutes per notebook, for tests"),
     "laptop": _profile(
         "laptop",
@@ -91,18 +100,20 @@ PROFILES: dict[str, Profile] = {
         # 5,000 images (the student with three seeds, to measure its spread); 07's six arms on 10,000
         train_images={"pretrain": 15000, "fine_tune": 5000, "student": 5000, "tricks": 10000},
         test_images=None, batch_size=128, seeds={"student": 3}, resnet_widths=QUARTER_WIDTHS,
+        challenge_minutes=10,
         description="real CIFAR, minutes per notebook on a laptop CPU"),
     "short": _profile(
         "short",
         epochs={"logistic_regression": 5, "simple_cnn": 10, "resnet18_cifar": 8, "pretrain": 10, "fine_tune": 3,
                 "student": 8, "tricks": 15},
-        train_images={}, test_images=None, batch_size=512,
+        train_images={}, test_images=None, batch_size=512, challenge_minutes=5,
         description="all of CIFAR, a few epochs: minutes per notebook on one GPU (assignments)"),
     "full": _profile(
         "full",
         epochs={"logistic_regression": 20, "simple_cnn": 30, "resnet18_cifar": 40, "pretrain": 30, "fine_tune": 10,
                 "student": 30, "tricks": 30},
         train_images={}, test_images=None, batch_size=512, seeds={"student": 3, "tricks": 3},
+        challenge_minutes=10,
         description="all of CIFAR and enough epochs for headline accuracy on one GPU"),
 }
 
@@ -241,3 +252,20 @@ def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | 
         progress=progress,
         tensorboard=Path(board) if (board := tensorboard or os.environ.get(TENSORBOARD_ENV)) else None,
     )
+
+
+@dataclass(frozen=True)
+class GradedChallenge:
+    """What the challenge's grader tells a graded run of 09 (through the environment)."""
+
+    data: Path  # train.npz (images, labels) and test_images.npy, read-only
+    out: Path  # where the predictions go
+    seconds: float  # the run's budget
+
+
+def graded_challenge() -> GradedChallenge | None:
+    """The grader's settings when 09 runs graded, else None (a learner's own run)."""
+    if not os.environ.get(CHALLENGE_ENV):
+        return None
+    return GradedChallenge(Path(os.environ[CHALLENGE_ENV]), Path(os.environ[CHALLENGE_OUT_ENV]),
+                           float(os.environ[CHALLENGE_SECONDS_ENV]))

@@ -24,6 +24,14 @@ from .recipe import Hyper, train
 from .settings import Config
 
 PRETRAIN_LR = 0.1  # peak learning rate per 128 images of the course's own pretraining: 03's scratch rate
+# Fine-tuning rates (peak, per 128 images, SGD). ImageNet's weights, learned over 90 epochs of
+# 1.28 million photos, take a tenth of the scratch rate, the usual choice. The course's own,
+# learned in a few epochs on a few thousand images, are far from settled: at a tenth they were
+# still under-trained after the laptop's 3 epochs; at half the scratch rate they kept their
+# head start from the first epoch and ended within two points of the full rate on validation
+# (docs/measurements.md).
+IMAGENET_FINE_TUNE_LR = 0.01
+COURSE_FINE_TUNE_LR = 0.05
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Pretrained:
     target: data.CifarData  # what the network trains and is tested on after pretraining
     mean: tuple[float, ...]  # the normalisation the pretraining saw, per channel: feed the target the same
     std: tuple[float, ...]
+    fine_tune_lr: float  # the peak rate (per 128 images, SGD) that suits fine-tuning them
     weights: dict | None = None  # the course's pretrained weights; ImageNet's come through torchvision
     source_classes: list[str] | None = None  # the classes the course's pretraining learned
     missing: str | None = None  # why ImageNet's weights could not be had (None if they could)
@@ -86,7 +95,7 @@ def _imagenet(name: str, cifar: data.CifarData) -> Pretrained:
     preprocess = weights.transforms()  # ImageNet's statistics, which the weights were trained with
     return Pretrained(name, {}, "imagenet", "ImageNet",
                       f"ImageNet ({type(weights).__name__}.{weights.name}, torchvision)", cifar,
-                      tuple(preprocess.mean), tuple(preprocess.std))
+                      tuple(preprocess.mean), tuple(preprocess.std), IMAGENET_FINE_TUNE_LR)
 
 
 def _course(name: str, options: dict, cifar: data.CifarData, cfg: Config, missing: str) -> Pretrained:
@@ -97,7 +106,7 @@ def _course(name: str, options: dict, cifar: data.CifarData, cfg: Config, missin
                    f"{saved.info['train_images']:,} images, best validation top-1 {saved.info['val_top1']:.1%} "
                    f"at epoch {saved.info['epoch']}, kept in {saved.path}")
     return Pretrained(name, options, "course", trained_on, description, target, tuple(saved.info["mean"]),
-                      tuple(saved.info["std"]), saved.model.state_dict(), source.classes, missing)
+                      tuple(saved.info["std"]), COURSE_FINE_TUNE_LR, saved.model.state_dict(), source.classes, missing)
 
 
 def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config) -> checkpoints.Saved:

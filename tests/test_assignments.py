@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -15,7 +17,7 @@ import nbformat
 import pytest
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils.course import assignments
+from cifar_utils.course import assignments, probes
 from cifar_utils.course.__main__ import main as course_main
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
@@ -43,9 +45,10 @@ def test_every_notebook_has_exercises_a_written_answer_and_unique_ids():
 
 
 def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
-    written = assignments.generate(WITH_EXERCISES, tmp_path)
-    assert [p.name for p in written] == [p.name for p in WITH_EXERCISES]
-    for course_path, student_path in zip(WITH_EXERCISES, written):
+    every = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    written = assignments.generate(every, tmp_path)
+    assert [p.name for p in written] == [p.name for p in every]  # 09, the challenge, too
+    for course_path, student_path in zip(every, written):
         course, student = (nbformat.read(p, as_version=4) for p in (course_path, student_path))
         assert len(course.cells) == len(student.cells)
         for c, s in zip(course.cells, student.cells):
@@ -64,7 +67,7 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
 
 def test_committed_student_versions_are_up_to_date(tmp_path):
     """`python -m cifar_utils.course generate --out student` rewrites student/."""
-    assignments.generate(WITH_EXERCISES, tmp_path)
+    assignments.generate(sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")), tmp_path)
     fresh = {p.name: p.read_text() for p in sorted(tmp_path.glob("*.ipynb"))}
     committed = {p.name: p.read_text() for p in sorted(STUDENT_DIR.glob("*.ipynb"))}
     assert committed == fresh, "student/ is stale: run `python -m cifar_utils.course " \
@@ -303,3 +306,141 @@ def test_a_missing_submission_or_course_notebook_is_refused(tmp_path, capsys):
     nbformat.write(nbformat.v4.new_notebook(), stray)
     with pytest.raises(FileNotFoundError, match="no course notebook named 99_unknown.ipynb"):
         assignments.grade([stray], NOTEBOOK_DIR, sandbox=False)
+
+
+# --- what a submission can see, and checks it cannot reach ----------------------------------------
+
+def course_cells(name: str) -> dict[str, str]:
+    """The sources of a course notebook's solution cells, by exercise."""
+    nb = nbformat.read(NOTEBOOK_DIR / name, as_version=4)
+    return {c.metadata.nbgrader.grade_id.removesuffix("_answer"): c.source for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def answered(source: str, cases: list) -> list[dict]:
+    namespace: dict = {}
+    exec(probes.REFERENCE_IMPORTS + source, namespace)
+    return [probes.call(namespace[name], arguments) for name, arguments in cases]
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.stem[:2])
+def test_every_exercise_has_a_probe_the_solution_passes_and_the_blank_fails(path):
+    solutions = course_cells(path.name)
+    exercises = [c.metadata.nbgrader.grade_id for _, c in assignments.exercise_cells(nbformat.read(path, as_version=4))]
+    assert set(exercises) <= set(probes.PROBES)
+    first, second = probes.draw(exercises, seed=1), probes.draw(exercises, seed=2)
+    for ex in exercises:
+        assert repr(first[ex]) != repr(second[ex])  # hidden inputs drawn anew for each grading
+        reference = probes.expected(solutions[ex], first[ex])
+        assert probes.judge(ex, answered(solutions[ex], first[ex]), reference) == ""
+        blank = probes.judge(ex, answered(assignments.blank_solutions(solutions[ex]), first[ex]), reference)
+        assert blank.startswith("hidden check:") and "NotImplementedError" in blank, blank
+
+
+def test_a_probe_tells_a_wrong_answer_from_a_right_one():
+    cases = probes.draw(["ex01_cross_entropy", "ex04_freeze"], seed=3)
+    solutions = course_cells("01_logistic_regression.ipynb") | course_cells("04_freeze_unfreeze.ipynb")
+    reference = probes.expected(solutions["ex01_cross_entropy"], cases["ex01_cross_entropy"])
+    no_shift = "def cross_entropy(z, y):\n    return -z.softmax(1).log()[torch.arange(len(y)), y].mean()\n"
+    verdict = probes.judge("ex01_cross_entropy", answered(no_shift, cases["ex01_cross_entropy"]), reference)
+    assert verdict.startswith("hidden check: 2 of the grader's 6 inputs")  # the two with huge scores overflow
+    frozen = probes.expected(solutions["ex04_freeze"], cases["ex04_freeze"])
+    fc_only = ("def freeze_all_but(model, head):\n    for p in model.parameters():\n        p.requires_grad = False\n"
+               "    return sum(p.numel() for p in getattr(model, head).parameters())\n")  # forgets to unfreeze the head
+    assert "other parameters trainable" in probes.judge("ex04_freeze", answered(fc_only, cases["ex04_freeze"]), frozen)
+    assert probes.differs([1.0, float("nan")], [1.0, float("nan")], 1e-6) == ""
+    assert probes.differs(0.0, 1.5, 1e-6).startswith("differs from the reference by up to 1.5")
+    assert "instead of 2 values" in probes.differs([1.0], [1.0, 2.0], 1e-6)
+    assert probes.differs(12.0, 12, 0.1) == "" and probes.differs(12.5, 12, 0.1) != ""  # counts are exact
+
+
+@needs_sandbox
+def test_the_sandbox_shows_neither_the_course_nor_a_teacher_folder_inside_a_visible_one(tmp_path):
+    shared = tmp_path / "shared"  # a folder runs may read (data, say) that also holds the course
+    for path, text in ((shared / "data" / "images.txt", "pixels"), (shared / "course" / "01_answers.ipynb", "solutions"),
+                       (shared / "teacher" / "grades.csv", "grades")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    jail = assignments.Sandbox(assignments.find_bwrap(), hidden=(shared / "course", shared / "teacher"),
+                               read_only=(shared,))
+    peek = ("import os, sys\nfor p in sys.argv[1:]:\n    print(p, open(p).read() if os.path.isfile(p) else 'absent')\n"
+            "print('listing', sorted(os.listdir(os.path.dirname(sys.argv[2]))))")
+    shown = subprocess.run(jail.command(work, [sys.executable, "-S", "-c", peek, str(shared / "data" / "images.txt"),
+                                               str(shared / "course" / "01_answers.ipynb"),
+                                               str(shared / "teacher" / "grades.csv"), str(NOTEBOOK_DIR / "01_logistic_regression.ipynb")]),
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert shown == [f"{shared / 'data' / 'images.txt'} pixels", f"{shared / 'course' / '01_answers.ipynb'} absent",
+                     f"{shared / 'teacher' / 'grades.csv'} absent", f"{NOTEBOOK_DIR / '01_logistic_regression.ipynb'} absent",
+                     "listing []"]
+
+
+READER = """import glob, json, os, pathlib
+import cifar_utils
+guesses = [{course!r}, {teacher!r}, str(pathlib.Path(cifar_utils.__file__).parents[1] / "notebooks" / "01_tiny.ipynb"),
+           *glob.glob("/*/*/notebooks/*.ipynb"), *glob.glob("/*/*/*/notebooks/*.ipynb"),
+           *glob.glob(os.path.expanduser("~") + "/*"), *glob.glob("/root/*"), *glob.glob("/home/*/*")]
+found = [g for g in guesses if os.path.isfile(g) and os.access(g, os.R_OK)]
+for path in found:
+    if path.endswith("01_tiny.ipynb"):
+        for cell in json.load(open(path))["cells"]:
+            if cell.get("metadata", {{}}).get("nbgrader", {{}}).get("solution"):
+                exec("".join(cell["source"]))
+if "double" not in globals():
+    raise FileNotFoundError(f"read nothing of the course: {{found}}")
+"""
+
+
+@needs_sandbox
+def test_a_submission_cannot_read_the_course_or_the_teachers_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # grading's work folders are made here
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "scratch").mkdir()
+    course = tiny_course(tmp_path / "teacher" / "course")
+    (tmp_path / "teacher" / "answers.txt").write_text("ex_double: return 2 * x")
+    reader = submit(course, tmp_path / "subs" / "rex", solution=READER.format(
+        course=str(course / "01_tiny.ipynb"), teacher=str(tmp_path / "teacher" / "answers.txt")))
+    unprotected = assignments.grade([reader], course, sandbox=False, limits=assignments.Limits(120, 30),
+                                    progress=lambda *a, **k: None)[0]
+    assert unprotected["passed"]  # without the sandbox, the copied solution scores
+    record = grade_tiny(course, [reader])[0]
+    assert not record["passed"] and record["points"] == 0
+    assert "FileNotFoundError: read nothing of the course: []" in record["message"], record
+
+
+CHEATS = {
+    # patches the function the check compares with, and answers nothing
+    "ex01_cross_entropy": ("import sys\n"
+                           "sys.modules['torch'].allclose = lambda *args, **kwargs: True\n"
+                           "torch.isfinite = lambda x: torch.tensor(True)\n\n\n"
+                           "def cross_entropy(logits, labels):\n    return torch.zeros(())\n"),
+    # answers the check's visible inputs from a table
+    "ex01_topk": ("def topk_accuracy(logits, labels, k):\n"
+                  "    if tuple(logits.shape) == (3, 3):\n        return {1: 1 / 3, 2: 2 / 3, 3: 1.0}[k]\n"
+                  "    return 0.5\n"),
+}
+
+
+@needs_sandbox
+def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "scratch").mkdir()
+    course_path = NOTEBOOK_DIR / "01_logistic_regression.ipynb"
+    nb = nbformat.read(course_path, as_version=4)
+    for cell in nb.cells:
+        exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
+        if cell.metadata.get("nbgrader", {}).get("solution") and exercise in CHEATS:
+            cell.source = CHEATS[exercise]
+    for student, notebook in (("mallory", nb), ("teacher", nbformat.read(course_path, as_version=4))):
+        (tmp_path / "class" / student).mkdir(parents=True)
+        nbformat.write(notebook, tmp_path / "class" / student / course_path.name)
+    records = assignments.grade([tmp_path / "class"], jobs=2, limits=assignments.Limits(300, 120),
+                                progress=lambda *a, **k: None)
+    scored = {(r["student"], r["exercise"]): r for r in records if r["points"] is not None}
+    for exercise in CHEATS:
+        assert scored["teacher", exercise]["passed"] and scored["teacher", exercise]["points"] == 1
+        cheat = scored["mallory", exercise]
+        assert not cheat["passed"] and cheat["points"] == 0
+        assert cheat["message"].startswith("the visible check passed, but the hidden check:"), cheat

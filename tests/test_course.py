@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cifar_utils import settings
 from cifar_utils.course import runner
 from cifar_utils.course.__main__ import main as course_main
 
@@ -131,8 +132,10 @@ def test_the_console_shows_a_line_per_notebook_and_the_kernels_chatter_goes_to_a
     assert course_main(["run", "--profile", "smoke", "--out", str(out), "--notebooks", str(notebooks)]) == 0
     printed = capfd.readouterr()
     lines = [line for line in (printed.out + printed.err).splitlines() if line.strip()]
-    assert [line.split(":")[1].split()[0] for line in lines[:4]] == ["running", "finished"] * 2
-    assert lines[4].startswith("All done in") and len(lines) == 5, lines
+    assert lines[0] == ("Data: the bundled CIFAR-10 sample (the smoke profile runs on it): accuracies on it are not "
+                        f"CIFAR results. Profile smoke, device {settings.resolve_device('auto')}.")  # before anything runs
+    assert [line.split(":")[1].split()[0] for line in lines[1:5]] == ["running", "finished"] * 2
+    assert lines[5].startswith("All done in") and len(lines) == 6, lines
     assert (out / "00_step.log").is_file() and (out / "01_step.log").is_file()
 
 

@@ -345,3 +345,10 @@ def test_an_empty_or_non_image_file_gets_a_message_naming_it(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(DataError, match=f"{path} is (empty|not an image)"):
         data.load_image(path)
+
+
+def test_the_cifar100_class_names_are_its_hundred_fine_labels_in_torchvisions_order():
+    names = data.class_names("cifar100")
+    assert len(names) == len(set(names)) == 100
+    assert names == sorted(names)  # torchvision lists the fine labels alphabetically, as the meta file does
+    assert names[:3] == ["apple", "aquarium_fish", "baby"] and names[90:93] == ["train", "trout", "tulip"]

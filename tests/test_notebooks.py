@@ -7,6 +7,7 @@ notebooks/` runs it on all eight).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ ARMS = {  # the runs each notebook records: one per arm it compares
     "07_training_tricks": ["plain", "label_smoothing", "mixup", "cutmix", "cosine", "plateau",
                            "plain_flip_tta"],
     "08_deploy": ["deployable_fp32", "deployable_int8"],
+    "09_challenge": ["challenge_simple_cnn"],
 }
 
 
@@ -321,3 +323,11 @@ def test_08_deploys_the_courses_best_checkpoint_as_onnx_and_int8(smoke_course):
     assert "prepare: correct" in executed
     for photo in ("cat.jpg", "cat_transparent.png", "camera_grey.png", "horse_silhouette.png"):
         assert photo in executed  # every photo of the course classified, whatever its format
+
+
+def test_every_figure_of_the_smoke_course_reads_at_a_glance(smoke_course):
+    """Each figure the notebooks showed, checked as it was drawn (tests/figure_check_backend.py)."""
+    shown = [json.loads(line) for line in open(os.environ["FIGURE_CHECK_LOG"])]
+    assert len(shown) >= 30  # the course's figures, not a log left empty
+    unreadable = [f for f in shown if f["problems"]]
+    assert not unreadable, unreadable[:5]

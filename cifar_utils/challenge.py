@@ -1,0 +1,131 @@
+"""The course's open challenge (notebook 09): the best test accuracy within a time budget.
+
+A run may use anything the course taught, within a budget of the machine's time counted from
+the kernel's start (imports, data, training and predictions all count). It ends by handing in
+its predictions for the test images (`Task.submit`).
+
+Run by a learner, the test labels stay inside the Task, which scores the predictions and says
+how long the run took. Graded (`python -m cifar_utils.course challenge`), the run sees the
+training images and the test images *without* their labels, in an order of the grader's own;
+the grader scores the predictions outside the run's sandbox and ranks the class.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import cost, data, loaders, metrics
+from .settings import Config, graded_challenge
+from .tensor_loader import TensorLoader
+
+PREDICTIONS = "predictions.npy"  # what a graded run hands in: one class index per test image, in order
+WEIGHTS = "model.pt"  # and its network's state_dict, from which the grader counts parameters
+
+
+@dataclass
+class Task:
+    """The challenge's data and clock, as a run sees them."""
+
+    train: data.ImageSet  # every training image, with its label
+    test_images: np.ndarray  # (N, 32, 32, 3) uint8, the images to predict
+    classes: list[str]
+    seconds: float  # the budget of the whole run
+    started: float  # when the kernel started (seconds since the epoch)
+    out: Path | None = None  # graded: where the predictions go
+    test_labels: np.ndarray | None = None  # a learner's run only: to score the predictions
+    cifar: data.CifarData | None = None  # a learner's run only: the data set it came from
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def seconds_used(self) -> float:
+        return time.time() - self.started
+
+    def seconds_left(self) -> float:
+        return self.seconds - self.seconds_used()
+
+    def describe(self) -> str:
+        graded = "graded: the test labels are not here" if self.out else "your own run: the test labels score it"
+        return (f"{len(self.train):,} training images, {len(self.test_images):,} test images, "
+                f"{self.num_classes} classes; {self.seconds / 60:g} minutes for the whole run, "
+                f"{self.seconds_left():.0f} s of them left ({graded})")
+
+    def splits(self, val_fraction: float, seed: int) -> data.Splits:
+        """Training and validation images carved from the training set (class-balanced, seeded).
+        The test images are not among them: they are scored when handed in (recipe.train
+        makes no test pass on a split without test images)."""
+        val = data.stratified_indices(self.train.labels, round(len(self.train) * val_fraction), seed)
+        keep = np.setdiff1d(np.arange(len(self.train)), val)
+        return data.Splits(self.train.take(keep), self.train.take(val), self.train.take(val[:0]))
+
+    def epochs_that_fit(self, model: nn.Module, batches: loaders.Loaders, cfg: Config, share: float = 0.6,
+                        most: int | None = None) -> int:
+        """How many epochs of `model` on batches.train fit in `share` of the time left: its speed
+        timed on a few real batches, in the format recipe.train will pick (a copy trains)."""
+        compute_format = cost.choose(cfg.compute_format, model, batches.batch_size, cfg.device, cfg.measured_formats)
+        feed = {"train": (compute_format, lambda: batches.train)}
+        rate = cost.compare_feeds(lambda: copy.deepcopy(model), feed, cfg.device, steps=6)["train"]
+        epoch_seconds = (batches.train_images + len(batches.splits.val) / 3) / rate  # training, then validation
+        epochs = int(self.seconds_left() * share / epoch_seconds)
+        return max(1, min(epochs, most or epochs))
+
+    def submit(self, model: nn.Module, mean, std, flip_tta: bool = False) -> dict:
+        """Hand in the model's predictions for the test images (normalised with the training
+        statistics `mean` and `std`). Graded: written for the grader. A learner's run: scored."""
+        test = data.ImageSet(self.test_images, np.zeros(len(self.test_images), dtype=np.int64))
+        device = next(model.parameters()).device
+        batch = TensorLoader(test, 512, tuple(mean), tuple(std), shuffle=False, augment=False, device=device)
+        logits, _ = metrics.predict(model, batch, device, flip_tta=flip_tta)
+        predicted = logits.argmax(1).numpy()
+        return self.submit_predictions(predicted, model)
+
+    def submit_predictions(self, predicted: np.ndarray, model: nn.Module | None = None) -> dict:
+        """Hand in class indices, one per test image in order (for predictions made another
+        way: an ensemble, say); `model`, if given, is what the parameters are counted from."""
+        predicted = np.asarray(predicted)
+        if predicted.shape != (len(self.test_images),) or not np.issubdtype(predicted.dtype, np.integer):
+            raise ValueError(f"hand in one class index per test image: an integer array of shape "
+                             f"({len(self.test_images)},), not {predicted.dtype} {predicted.shape}")
+        seconds = self.seconds_used()
+        params = cost.count_parameters(model) if model is not None else None
+        if self.out is not None:
+            np.save(self.out / PREDICTIONS, predicted.astype(np.int64))
+            if model is not None:
+                torch.save({k: v.detach().cpu() for k, v in _unwrapped(model).state_dict().items()}, self.out / WEIGHTS)
+            print(f"Handed in {len(predicted):,} predictions after {seconds:.0f} s of the {self.seconds:.0f} s budget.")
+            return {"seconds": seconds, "params": params}
+        top1 = float((predicted == self.test_labels).mean())
+        within = "within" if seconds <= self.seconds else "OVER"
+        print(f"Test top-1 {top1:.1%} ({len(predicted):,} test images), {seconds:.0f} s from the kernel's start: "
+              f"{within} the {self.seconds:.0f} s budget" + (f"; {params:,} parameters." if params else "."))
+        return {"test_top1": top1, "seconds": seconds, "params": params, "within_budget": seconds <= self.seconds}
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)  # precision.Prepared holds the model itself
+
+
+def task(cfg: Config, minutes: float | None = None) -> Task:
+    """The challenge as this run sees it: graded, what the grader handed in; else the data of
+    cfg (its training split whole, and its test images) with `minutes` (None: the profile's)."""
+    import psutil  # ipykernel's own dependency: there wherever a notebook runs
+
+    started = psutil.Process().create_time()  # the kernel's start: the budget counts from there
+    graded = graded_challenge()
+    if graded is not None:
+        with np.load(graded.data / "train.npz", allow_pickle=False) as train:
+            images, labels, classes = train["images"], train["labels"], train["classes"].tolist()
+        test_images = np.load(graded.data / "test_images.npy", allow_pickle=False)
+        return Task(data.ImageSet(images, labels), test_images, classes, graded.seconds, started, graded.out)
+    cifar = data.load_for(cfg)
+    seconds = 60 * (cfg.profile.challenge_minutes if minutes is None else minutes)
+    return Task(cifar.train, cifar.test.images, cifar.classes, seconds, started, test_labels=cifar.test.labels,
+                cifar=cifar)
