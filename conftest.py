@@ -4,6 +4,7 @@ import os
 import tempfile
 
 import matplotlib
+import pytest
 
 from cifar_utils.settings import DATA_ENV, FORMAT_ENV, PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 
@@ -21,3 +22,11 @@ os.environ.pop(FORMAT_ENV, None)  # every run in the hardware's default format
 os.environ.setdefault(RESULTS_ENV, os.path.join(_scratch, "results"))
 os.environ.setdefault(DATA_ENV, os.path.join(_scratch, "no-data-here"))
 os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")  # an empty weights cache
+
+
+def pytest_collection_modifyitems(items):
+    """Whatever runs the smoke course (a test that reads it, nbval's notebooks) is `slow`: the
+    quick tier, `pytest -m "not slow and not nbgrader and not browser"`, leaves it out."""
+    for item in items:
+        if "smoke_course" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
