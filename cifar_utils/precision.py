@@ -7,7 +7,8 @@ Two switches change the speed of a training step without changing what the model
     faster (about 2x per training step on a 2-core AVX-512 BF16 CPU, as 02 measures); without
     such units they are emulated, and slower. GPUs without bf16 (Colab's T4, V100, Turing,
     Pascal) have fp16 units instead: fp16 keeps fewer exponent bits, so small gradients would
-    round to zero, and training scales the loss up before backward (a GradScaler, which fit() adds for such a model) and the gradients down before the step;
+    round to zero, and training scales the loss up before backward (a GradScaler, which fit()
+    adds for such a model) and the gradients down before the step;
   memory layout: channels-last (NHWC) stores the channels of a pixel side by side, the layout
     tensor cores and oneDNN's convolutions prefer.
 `prepare` wraps a model so that it runs in one such format by itself: it puts every input in
