@@ -25,8 +25,9 @@ os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")  # an empty weights c
 
 
 def pytest_collection_modifyitems(items):
-    """Whatever runs the smoke course (a test that reads it, nbval's notebooks) is `slow`: the
-    quick tier, `pytest -m "not slow and not nbgrader and not browser"`, leaves it out."""
+    """Whatever runs the smoke course (a test that reads it, nbval's notebooks), nbgrader or a
+    browser is `slow`: the quick tier, `pytest -m "not slow"`, leaves it out."""
     for item in items:
-        if "smoke_course" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb"):
+        runs_the_course = "smoke_course" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb")
+        if runs_the_course or item.get_closest_marker("nbgrader") or item.get_closest_marker("browser"):
             item.add_marker(pytest.mark.slow)

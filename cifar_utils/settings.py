@@ -93,8 +93,8 @@ PROFILES: dict[str, Profile] = {
         description="the bundled sample, a few steps per model: at most minutes per notebook, for tests"),
     "laptop": _profile(
         "laptop",
-        epochs={"logistic_regression": 5, "simple_cnn": 8, "resnet18_cifar": 3, "pretrain": 3, "fine_tune": 3,
-                "student": 12, "tricks": 8},
+        epochs={"logistic_regression": 5, "simple_cnn": 6, "resnet18_cifar": 3, "pretrain": 3, "fine_tune": 3,
+                "student": 11, "tricks": 7},
         # 03's ResNet at a quarter of the width (QUARTER_WIDTHS) on every image; the offline
         # pretraining on 15,000 images of the source half; fine-tuning and the distilled student on
         # 5,000 images (the student with three seeds, to measure its spread); 07's six arms on 10,000

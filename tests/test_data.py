@@ -101,7 +101,31 @@ def test_image_folder_archives_load_without_extracting(tmp_path, name, top):
     before = snapshot(tmp_path)
     cifar = data.load("cifar10", archive)
     assert len(cifar.train) == 10 and len(cifar.test) == 10
-    assert snapshot(tmp_path) == before
+    after = snapshot(tmp_path)
+    assert set(after) - set(before) == {name + data.ARCHIVE_CACHE_SUFFIX}  # its decoded arrays, nothing extracted
+    assert {k: after[k] for k in before} == before
+
+
+def test_an_archive_is_decoded_once_and_again_when_it_changes_or_its_arrays_are_damaged(tmp_path, monkeypatch):
+    folder = write_image_folder(tmp_path / "folder", per_class=2)
+    archive = pack(folder, tmp_path / "cifar.tar.gz")
+    first = data.load("cifar10", archive)
+    decode = data._decode_image_folder
+    monkeypatch.setattr(data, "_decode_image_folder", lambda *a: pytest.fail("decoded an unchanged archive again"))
+    again = data.load("cifar10", archive)
+    assert again.classes == first.classes and again.describe() == first.describe()
+    for split in ("train", "test"):
+        assert np.array_equal(getattr(again, split).images, getattr(first, split).images)
+        assert np.array_equal(getattr(again, split).labels, getattr(first, split).labels)
+    monkeypatch.setattr(data, "_decode_image_folder", decode)
+
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "train" / "airplane" / "0000.png")
+    pack(folder, archive)  # the same name, new contents
+    changed = data.load("cifar10", archive)
+    assert changed.train.images[0].tolist() == np.full((32, 32, 3), [255, 0, 0]).tolist()
+
+    archive.with_name(archive.name + data.ARCHIVE_CACHE_SUFFIX).write_bytes(b"half a file")
+    assert np.array_equal(data.load("cifar10", archive).train.images, changed.train.images)
 
 
 def test_folders_named_by_label_index(tmp_path):
