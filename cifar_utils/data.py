@@ -315,6 +315,7 @@ def _write_archive_cache(loaded: CifarData, path: Path) -> None:
             np.savez(tmp, dataset=loaded.dataset, stamp=_archive_stamp(path), classes=np.asarray(loaded.classes),
                      train_images=loaded.train.images, train_labels=loaded.train.labels,
                      test_images=loaded.test.images, test_labels=loaded.test.labels)
+        os.chmod(tmp.name, path.stat().st_mode & 0o777 | 0o600)  # readable by whoever may read the archive
         os.replace(tmp.name, path.with_name(path.name + ARCHIVE_CACHE_SUFFIX))
     except OSError:
         Path(tmp.name).unlink(missing_ok=True)

@@ -84,6 +84,12 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def paired_gain(before: list[float], after: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of after - before, seed by seed. For two arms that share
+    each seed's initial weights and data order, the luck a seed gives both arms cancels out."""
+    return mean_std([b - a for a, b in zip(before, after, strict=True)])
+
+
 def within_spread(a: tuple[float, float], b: tuple[float, float]) -> bool:
     """Whether two (mean, std) differ by less than their standard deviations added: a difference
     that small may be noise."""

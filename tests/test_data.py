@@ -109,7 +109,10 @@ def test_image_folder_archives_load_without_extracting(tmp_path, name, top):
 def test_an_archive_is_decoded_once_and_again_when_it_changes_or_its_arrays_are_damaged(tmp_path, monkeypatch):
     folder = write_image_folder(tmp_path / "folder", per_class=2)
     archive = pack(folder, tmp_path / "cifar.tar.gz")
+    archive.chmod(0o444)  # a data set shared read-only with a class: its arrays are readable by all
     first = data.load("cifar10", archive)
+    assert archive.with_name(archive.name + data.ARCHIVE_CACHE_SUFFIX).stat().st_mode & 0o777 == 0o644
+    archive.chmod(0o644)
     decode = data._decode_image_folder
     monkeypatch.setattr(data, "_decode_image_folder", lambda *a: pytest.fail("decoded an unchanged archive again"))
     again = data.load("cifar10", archive)

@@ -180,8 +180,9 @@ def test_distillation_reuses_the_teacher_of_notebook_03_and_judges_the_gain_agai
     assert record["seeds"] == [0, 1] and alone["seeds"] == distilled["seeds"] == 2  # smoke: two per arm
     assert alone["params"] * 3 < teacher["params"]  # half the width: about a quarter of the weights
     assert record["distillation_gain"] == pytest.approx(distilled["test_top1"] - alone["test_top1"])
-    spread = results.within_spread((alone["test_top1"], alone["test_top1_std"]),
-                                   (distilled["test_top1"], distilled["test_top1_std"]))
+    paired = results.paired_gain(alone["test_top1_per_seed"], distilled["test_top1_per_seed"])
+    assert paired[0] == pytest.approx(record["distillation_gain"])
+    spread = results.within_spread(paired, (0.0, 0.0))
     executed = (smoke_course / "06_distillation.ipynb").read_text()
     assert ("within the spread of the seeds" if spread else "larger than the spread of the seeds") in executed
 

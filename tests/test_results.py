@@ -98,6 +98,17 @@ def test_an_arm_over_seeds_is_one_entry_with_mean_std_and_each_seed():
     assert flipped["test_top1"] == flipped["test_top1_flip"] and flipped["test_top1_per_seed"] == [0.32, 0.41, 0.39]
 
 
+def test_a_paired_gain_is_the_mean_and_spread_of_each_seeds_own_difference():
+    gain, std = results.paired_gain([0.50, 0.55, 0.60], [0.54, 0.60, 0.62])  # +4, +5, +2 points
+    assert gain == pytest.approx(0.11 / 3)
+    assert std == pytest.approx(((0.04 - gain) ** 2 + (0.05 - gain) ** 2 + (0.02 - gain) ** 2) ** 0.5 / 2 ** 0.5)
+    # the seeds' own spread (5 points either way) hides the gain; the spread of their gains does not
+    assert results.within_spread(results.mean_std([0.50, 0.55, 0.60]), results.mean_std([0.54, 0.60, 0.62]))
+    assert not results.within_spread((gain, std), (0.0, 0.0))
+    with pytest.raises(ValueError):
+        results.paired_gain([0.5, 0.6], [0.5])  # an arm that lost a seed is not paired
+
+
 def test_within_spread_compares_a_difference_with_the_deviations_added():
     assert results.within_spread((0.50, 0.01), (0.52, 0.015))  # 2 points apart, 2.5 of spread
     assert not results.within_spread((0.50, 0.005), (0.52, 0.01))

@@ -35,6 +35,7 @@ sphinx:
     suppress_warnings: ["myst.header", "myst.xref_missing", "misc.highlighting_failure"]
 """
 # what a page may not load from elsewhere: the site must work from its folder, offline
+EXECUTED_LINK = re.compile(r" \(\[run\]\(docs/reference/[^)]+\)\)")  # " ([run](docs/reference/laptop/NN_x.ipynb))"
 REMOTE = re.compile(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](?:https?:)?//""", re.IGNORECASE)
 
 
@@ -86,7 +87,8 @@ def _sources(book: Path, root: Path, references: Path) -> list[str]:
     are), the measurements; return the chapters in course order."""
     (book / "notebooks").mkdir(parents=True)
     (book / "docs").mkdir()
-    readme = (root / "README.md").read_text()
+    # on the site every notebook is its executed run, so the README's links to the runs go
+    readme = EXECUTED_LINK.sub("", (root / "README.md").read_text())
     (book / "index.md").write_text(readme)
     chapters = []
     for notebook in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
