@@ -20,6 +20,7 @@ The modules, from the bottom layer up (each imports only modules listed before i
     export         ONNX export, checked and timed in ONNX Runtime
     recipe         the one training recipe, its hyperparameters (Hyper) and the Run it returns
     transfer       pretrained starting weights: ImageNet's, or the course's own on half the classes
+    challenge      notebook 09's time budget, its data in a graded run, and what it hands in
     results        the results JSON of every notebook
     plots          every figure
 

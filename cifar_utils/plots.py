@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator
 from PIL import Image
 
 
@@ -198,7 +198,8 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
     Each run gets its own marker (its group's colour: group is a key such as the notebook), named
     in a legend beside the axes, so that no name covers a point or another name, however many
     runs there are. Where the runs' budgets (epochs x training images) differ, each name carries
-    its budget and the legend's title says so.
+    its budget and the legend's title says so. log: a log scale, where the costs span more than a
+    decade.
     """
     ax = _axes(ax, figsize=(8, 4.5))
     budgets = {(r.get("epochs"), r.get("train_images")) for r in records}
@@ -210,8 +211,12 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
             label = f"{r['name']} ({r['epochs']} x {r['train_images']:,})" if differ else r["name"]
             ax.scatter(r[cost], r["test_top1"], color=f"C{i % 10}", marker=MARKERS[k % len(MARKERS)], s=45,
                        zorder=2, label=f"{name}: {label}" if group else label)
+    costs = [r[cost] for r in records]
+    log = log and min(costs) > 0 and max(costs) > 10 * min(costs)  # within a decade a log scale shows little
     if log:
         ax.set_xscale("log")
+        # within a decade or two matplotlib labels minor ticks, 3 and 4 x 10^n side by side: keep 2 and 5
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))
     ax.set_ylabel("test top-1")
     ax.grid(alpha=0.3)

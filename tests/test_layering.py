@@ -8,9 +8,9 @@ import cifar_utils
 PACKAGE = Path(cifar_utils.__file__).parent
 # bottom to top; the order __init__'s docstring explains
 LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics", "train", "callbacks",
-          "losses", "precision", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "results", "plots",
-          "course._child", "course.report", "course.runner", "course.assignments", "course.bench", "course.site", "course.demo",
-          "course.__main__"]
+          "losses", "precision", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results",
+          "plots", "course._child", "course.report", "course.runner", "course.probes", "course.assignments",
+          "course.leaderboard", "course.bench", "course.site", "course.demo", "course.__main__"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -59,8 +59,9 @@ def test_notebook_ran_in_the_smoke_profile(notebook, smoke_course):
     assert record["notebook"] == notebook.stem
     assert (record["dataset"], record["data_source"], record["profile"]) == ("cifar10", "sample", "smoke")
     assert record["device"] in ("cpu", "cuda", "mps") and record["seed"] == 0
-    for run in record["runs"]:
-        assert 0.0 <= run["test_top1"] <= run["test_top5"] <= 1.0, run
+    for run in record["runs"]:  # 09 hands in one class per image: no top-5
+        top5 = 1.0 if notebook.stem.startswith("09") else run["test_top5"]
+        assert 0.0 <= run["test_top1"] <= top5 <= 1.0, run
         if notebook.stem < "03":  # a few smoke steps of a ResNet need not beat chance; these must
             assert run["test_top1"] > 0.1, run
         assert run["epochs"] == len(run["history"])
@@ -77,7 +78,9 @@ def test_03_compares_simple_cnn_with_the_resnet_on_the_resnets_budget(smoke_cour
     assert f"On {resnet['train_images']:,} images x {resnet['epochs']} epochs (smoke profile)" in executed
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS[1:], ids=lambda p: p.stem)
+# 01-08 close beside the reference of their profile; 09's budget is the clock, not epochs, and its
+# comparison is the class's leaderboard
+@pytest.mark.parametrize("notebook", [nb for nb in NOTEBOOKS if nb.stem[:2] not in ("00", "09")], ids=lambda p: p.stem)
 def test_each_notebook_says_there_is_no_reference_for_the_smoke_profile(notebook, smoke_course):
     executed = (smoke_course / notebook.name).read_text()
     assert "no reference for the smoke profile on cifar10 yet" in executed

@@ -38,24 +38,33 @@ def test_learning_curves_plot_the_history_with_whole_epochs(ax):
 
 def test_accuracy_against_cost_puts_each_run_where_it_belongs(ax):
     assert plots.accuracy_against_cost(RECORDS, "params", group="notebook", ax=ax) is ax
-    first, second = ax.collections  # one series per notebook
-    assert first.get_offsets().tolist() == [[10, 0.4], [1000, 0.6]]
-    assert second.get_offsets().tolist() == [[100, 0.5]]
-    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    points = [c.get_offsets().tolist() for c in ax.collections]  # one marker per run
+    assert points == [[[10, 0.4]], [[1000, 0.6]], [[100, 0.5]]]
+    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    assert colours[0] == colours[1] != colours[2]  # a colour per notebook
+    assert len(ax.texts) == 0  # names in the legend, never on the data
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["02: a", "02: b", "03: c"]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "parameters (log scale)"
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["02", "03"]
+
+
+def test_accuracy_against_cost_keeps_a_linear_scale_within_a_decade(ax):
+    latencies = [{**r, "cpu_latency_ms": ms} for r, ms in zip(RECORDS, (4.0, 5.0, 6.0))]
+    plots.accuracy_against_cost(latencies, "cpu_latency_ms", ax=ax)
+    assert ax.get_xscale() == "linear" and "log" not in ax.get_xlabel()
 
 
 def test_accuracy_against_cost_names_the_budgets_when_they_differ(ax):
     same = [{**r, "epochs": 3, "train_images": 4500} for r in RECORDS]
     plots.accuracy_against_cost(same, "params", ax=ax)
-    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]  # one budget: nothing to say
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "c"]  # one budget: nothing to say
+    assert legend.get_title().get_text() == ""
     ax.clear()
     mixed = [{**same[0], "epochs": 8, "train_images": 45000}, *same[1:]]
     plots.accuracy_against_cost(mixed, "params", ax=ax)
-    texts = [t.get_text() for t in ax.texts]
-    assert texts[:3] == ["a (8 x 45,000)", "b (3 x 4,500)", "c (3 x 4,500)"]
-    assert "budgets differ" in texts[3]
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["a (8 x 45,000)", "b (3 x 4,500)", "c (3 x 4,500)"]
+    assert "budgets differ" in legend.get_title().get_text()
 
 
 def test_learning_rates_trace_each_group_and_mark_the_unfreezing(ax):
