@@ -26,7 +26,8 @@ os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")  # an empty weights c
 
 def pytest_collection_modifyitems(items):
     """Whatever runs the smoke course (a test that reads it, nbval's notebooks), nbgrader or a
-    browser is `slow`: the quick tier, `pytest -m "not slow"`, leaves it out."""
+    browser is `slow`, like the tests marked so for their kernels and sandboxes: the quick tier,
+    `pytest -m "not slow"`, leaves them out."""
     for item in items:
         runs_the_course = "smoke_course" in getattr(item, "fixturenames", ()) or item.nodeid.split("::")[0].endswith(".ipynb")
         if runs_the_course or item.get_closest_marker("nbgrader") or item.get_closest_marker("browser"):

@@ -86,6 +86,7 @@ def test_the_course_notebooks_get_full_marks(smoke_course):
         assert written and all(r["answer"] and r["message"] == "written answer: grade it by hand" for r in written)
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
     students = assignments.generate(WITH_EXERCISES, tmp_path / "student")
@@ -141,6 +142,7 @@ def grade_tiny(course, paths, **limits):
                              progress=lambda *a, **k: None)
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_edited_or_deleted_checks_score_zero_and_say_so(tmp_path):
     course = tiny_course(tmp_path / "course")
@@ -161,6 +163,7 @@ def test_edited_or_deleted_checks_score_zero_and_say_so(tmp_path):
     assert grade_tiny(course, [spaced])[0]["passed"]
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatch):
     scratch = tmp_path / "scratch"  # the grader's working folders are made here
@@ -183,6 +186,7 @@ def test_a_submission_cannot_touch_files_outside_its_folder(tmp_path, monkeypatc
     assert not (tmp_path / "planted.txt").exists()
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_one_submission_cannot_read_another_graded_beside_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # where the work folders are made
@@ -198,6 +202,7 @@ def test_one_submission_cannot_read_another_graded_beside_it(tmp_path, monkeypat
     assert not record["passed"] and "FileNotFoundError" in record["message"]
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_a_submission_that_eats_memory_is_stopped(tmp_path):
     course = tiny_course(tmp_path / "course")
@@ -209,6 +214,7 @@ def test_a_submission_that_eats_memory_is_stopped(tmp_path):
     assert time.perf_counter() - start < 60
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_a_submission_cannot_reach_the_network(tmp_path):
     server = socket.create_server(("127.0.0.1", 0))  # on the grader's side of the sandbox
@@ -223,6 +229,7 @@ def test_a_submission_cannot_reach_the_network(tmp_path):
     assert accepted == []
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path):
     nb = nbformat.read(NOTEBOOK_DIR / "01_logistic_regression.ipynb", as_version=4)
@@ -244,6 +251,7 @@ def test_an_endless_loop_is_stopped_and_the_other_exercises_still_count(tmp_path
                      "ex01_predict_accuracy_written": "by hand", "total": "1.0", "max": "2.0", "by_hand": "1.0"}]
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkeypatch):
     """--jobs N runs N submissions at once (their runs overlap), and grades them all alike.
 
@@ -275,6 +283,7 @@ def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkey
     assert all(r["passed"] for r in results[1])
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(assignments, "find_bwrap", lambda: None)
     course = tiny_course(tmp_path / "course")
@@ -286,6 +295,7 @@ def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch,
     assert assignments.grade([path], course, sandbox=False, progress=lambda *a, **k: None)[0]["passed"]
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_a_damaged_submission_scores_zero_and_the_class_goes_on(tmp_path):
     course = tiny_course(tmp_path / "course")
     submit(course, tmp_path / "subs" / "ok")
@@ -392,6 +402,7 @@ if "double" not in globals():
 """
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_a_submission_cannot_read_the_course_or_the_teachers_files(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))  # grading's work folders are made here
@@ -422,6 +433,7 @@ CHEATS = {
 }
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))

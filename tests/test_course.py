@@ -83,6 +83,7 @@ def test_parse_value_reads_like_papermill():
         None, True, 3, 0.5, "cifar10"]
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_a_failure_is_reported_the_run_goes_on_and_resume_runs_only_the_rest(tmp_path, capsys):
     notebooks, log, fail = tmp_path / "nbs", tmp_path / "log.txt", tmp_path / "fail"
     write_notebooks(notebooks, log, fail)
@@ -139,6 +140,7 @@ def test_the_console_shows_a_line_per_notebook_and_the_kernels_chatter_goes_to_a
     assert (out / "00_step.log").is_file() and (out / "01_step.log").is_file()
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_a_terminal_also_sees_the_current_cell(tmp_path):
     """On a terminal, a line that shows the current cell, erased when the notebook finishes."""
     notebooks, log = tmp_path / "nbs", tmp_path / "log.txt"

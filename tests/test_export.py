@@ -25,6 +25,7 @@ def test_a_prepared_model_exports_as_fp32_and_agrees_with_pytorch(tmp_path):
     assert np.abs(export.run(session, images) - bf16).max() > difference
 
 
+@pytest.mark.slow  # seconds: an export at 64 px, then timed
 def test_an_upsampling_model_exports_and_times(tmp_path):
     model = models.Upsampled(models.build("mobilenet_v3_small", 10, seed=0), 64).eval()
     session = export.session(export.to_onnx(model, tmp_path / "m.onnx"))

@@ -190,6 +190,7 @@ def test_distillation_reuses_the_teacher_of_notebook_03_and_judges_the_gain_agai
     assert ("within the spread of the seeds" if spread else "larger than the spread of the seeds") in executed
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_cifar100_is_accepted_and_labelled_as_a_stand_in_on_the_sample(tmp_path):
     status = course_main(["run", "--only", "01", "--profile", "smoke", "--dataset", "cifar100",
                           "--out", str(tmp_path), "--notebooks", str(NOTEBOOK_DIR)])
@@ -209,6 +210,7 @@ def without_timings(value):
     return value
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkeypatch):
     """Notebook 07 twice while two processes keep both cores busy: the numbers repeat exactly.
 
@@ -235,6 +237,7 @@ def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkey
     assert first["runs"][0]["train_seconds"] != second["runs"][0]["train_seconds"]  # timings do move
 
 
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_distillation_retrains_its_teacher_and_says_why_when_the_checkpoint_is_damaged(tmp_path):
     checkpoint = tmp_path / "checkpoints" / "cifar10_resnet18_cifar.pt"
     checkpoint.parent.mkdir()
