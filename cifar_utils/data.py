@@ -257,7 +257,7 @@ def _download(dataset: str, root: Path) -> None:
 def load_sample(dataset: str = "cifar10", reason: str = "") -> CifarData:
     """Load the CIFAR-10 sample shipped inside the package, with a banner that says so and why."""
     with resources.as_file(resources.files("cifar_utils") / "sample" / SAMPLE_ARCHIVE) as path:
-        data = load_image_folder("cifar10", path)
+        data = load_image_folder("cifar10", path, keep_decoded=False)  # never write into the package
     banner = (f"Using the bundled CIFAR-10 sample ({len(data.train):,} train / "
               f"{len(data.test):,} test real images): {reason or 'asked for'}. "
               "Accuracies on it are far below what the full data set gives.")
@@ -270,16 +270,23 @@ def load_sample(dataset: str = "cifar10", reason: str = "") -> CifarData:
 
 # --- image folders and archives ------------------------------------------------------------
 
-def load_image_folder(dataset: str, path: str | os.PathLike) -> CifarData:
-    """Load train/<class>/* and test/<class>/* images from a folder or an archive of one (an
-    archive from the arrays decoded last time, while the archive is unchanged)."""
+def load_image_folder(dataset: str, path: str | os.PathLike, keep_decoded: bool = True) -> CifarData:
+    """Load train/<class>/* and test/<class>/* images from a folder or an archive of one. An
+    archive is read from the arrays decoded last time while it is unchanged; keep_decoded=False
+    neither reads nor writes them."""
     path = Path(path)
-    if path.is_file() and (cached := _read_archive_cache(dataset, path)) is not None:
+    keep = keep_decoded and path.is_file()
+    if keep and (cached := _read_archive_cache(dataset, path)) is not None:
         return cached
     loaded = _decode_image_folder(dataset, path)
-    if path.is_file():
+    if keep:
         _write_archive_cache(loaded, path)
     return loaded
+
+
+def decoded_arrays_path(archive: Path) -> Path:
+    """Where an image-folder archive's decoded arrays are kept: beside it."""
+    return archive.with_name(archive.name + ARCHIVE_CACHE_SUFFIX)
 
 
 def _archive_stamp(path: Path) -> np.ndarray:
@@ -291,9 +298,8 @@ def _archive_stamp(path: Path) -> np.ndarray:
 def _read_archive_cache(dataset: str, path: Path) -> CifarData | None:
     """The arrays decoded from `path` last time, or None if there are none for it as it is now
     (a missing, stale or unreadable cache is decoded again)."""
-    cache = path.with_name(path.name + ARCHIVE_CACHE_SUFFIX)
     try:
-        with np.load(cache, allow_pickle=False) as kept:
+        with np.load(decoded_arrays_path(path), allow_pickle=False) as kept:
             if str(kept["dataset"]) != dataset or not np.array_equal(kept["stamp"], _archive_stamp(path)):
                 return None
             return CifarData(dataset, "folder", str(path), [str(c) for c in kept["classes"]],
@@ -316,7 +322,7 @@ def _write_archive_cache(loaded: CifarData, path: Path) -> None:
                      train_images=loaded.train.images, train_labels=loaded.train.labels,
                      test_images=loaded.test.images, test_labels=loaded.test.labels)
         os.chmod(tmp.name, path.stat().st_mode & 0o777 | 0o600)  # readable by whoever may read the archive
-        os.replace(tmp.name, path.with_name(path.name + ARCHIVE_CACHE_SUFFIX))
+        os.replace(tmp.name, decoded_arrays_path(path))
     except OSError:
         Path(tmp.name).unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,7 +103,7 @@ def test_image_folder_archives_load_without_extracting(tmp_path, name, top):
     cifar = data.load("cifar10", archive)
     assert len(cifar.train) == 10 and len(cifar.test) == 10
     after = snapshot(tmp_path)
-    assert set(after) - set(before) == {name + data.ARCHIVE_CACHE_SUFFIX}  # its decoded arrays, nothing extracted
+    assert set(after) - set(before) == {data.decoded_arrays_path(archive).name}  # its arrays, nothing extracted
     assert {k: after[k] for k in before} == before
 
 
@@ -111,7 +112,7 @@ def test_an_archive_is_decoded_once_and_again_when_it_changes_or_its_arrays_are_
     archive = pack(folder, tmp_path / "cifar.tar.gz")
     archive.chmod(0o444)  # a data set shared read-only with a class: its arrays are readable by all
     first = data.load("cifar10", archive)
-    assert archive.with_name(archive.name + data.ARCHIVE_CACHE_SUFFIX).stat().st_mode & 0o777 == 0o644
+    assert data.decoded_arrays_path(archive).stat().st_mode & 0o777 == 0o644
     archive.chmod(0o644)
     decode = data._decode_image_folder
     monkeypatch.setattr(data, "_decode_image_folder", lambda *a: pytest.fail("decoded an unchanged archive again"))
@@ -127,7 +128,7 @@ def test_an_archive_is_decoded_once_and_again_when_it_changes_or_its_arrays_are_
     changed = data.load("cifar10", archive)
     assert changed.train.images[0].tolist() == np.full((32, 32, 3), [255, 0, 0]).tolist()
 
-    archive.with_name(archive.name + data.ARCHIVE_CACHE_SUFFIX).write_bytes(b"half a file")
+    data.decoded_arrays_path(archive).write_bytes(b"half a file")
     assert np.array_equal(data.load("cifar10", archive).train.images, changed.train.images)
 
 
@@ -379,3 +380,9 @@ def test_the_cifar100_class_names_are_its_hundred_fine_labels_in_torchvisions_or
     assert len(names) == len(set(names)) == 100
     assert names == sorted(names)  # torchvision lists the fine labels alphabetically, as the meta file does
     assert names[:3] == ["apple", "aquarium_fish", "baby"] and names[90:93] == ["train", "trout", "tulip"]
+
+
+def test_the_bundled_sample_leaves_no_decoded_arrays_in_the_package():
+    sample = Path(data.__file__).parent / "sample" / data.SAMPLE_ARCHIVE
+    assert len(data.load_sample().train) == 5000
+    assert not data.decoded_arrays_path(sample).exists()

@@ -78,7 +78,7 @@ def _checks_replaced(path: Path):
     return nb
 
 
-@pytest.mark.slow  # starts kernels or a sandbox: seconds each
+@pytest.mark.slow  # seconds: nbgrader generate_assignment on the course
 def test_generate_assignment_blanks_every_solution_and_keeps_every_check(released_course):
     release = released_course / "release" / ASSIGNMENT
     assert sorted(p.name for p in release.glob("*.ipynb")) == [p.name for p in WITH_EXERCISES]

@@ -341,7 +341,7 @@ def test_train_seconds_adds_epochs():
     assert train.train_seconds([{"seconds": 1.5}, {"seconds": 2.0}]) == 3.5
 
 
-@pytest.mark.slow  # starts kernels or a sandbox: seconds each
+@pytest.mark.slow  # starts a kernel: seconds
 def test_a_finished_widget_bar_leaves_a_text_line_in_the_saved_notebook(monkeypatch):
     """In a kernel, fit()'s bar is a widget while it runs; the notebook keeps its last text line."""
     nbformat = pytest.importorskip("nbformat")

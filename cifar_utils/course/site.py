@@ -34,8 +34,10 @@ sphinx:
     myst_heading_anchors: 3
     suppress_warnings: ["myst.header", "myst.xref_missing", "misc.highlighting_failure"]
 """
+# the README table's links to the executed runs, " ([run](docs/reference/laptop/NN_x.ipynb))":
+# on the site every notebook page is its executed run already
+EXECUTED_LINK = re.compile(r" \(\[run\]\(docs/reference/[^)]+\)\)")
 # what a page may not load from elsewhere: the site must work from its folder, offline
-EXECUTED_LINK = re.compile(r" \(\[run\]\(docs/reference/[^)]+\)\)")  # " ([run](docs/reference/laptop/NN_x.ipynb))"
 REMOTE = re.compile(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](?:https?:)?//""", re.IGNORECASE)
 
 
@@ -87,7 +89,6 @@ def _sources(book: Path, root: Path, references: Path) -> list[str]:
     are), the measurements; return the chapters in course order."""
     (book / "notebooks").mkdir(parents=True)
     (book / "docs").mkdir()
-    # on the site every notebook is its executed run, so the README's links to the runs go
     readme = EXECUTED_LINK.sub("", (root / "README.md").read_text())
     (book / "index.md").write_text(readme)
     chapters = []
