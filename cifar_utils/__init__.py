@@ -22,6 +22,7 @@ The modules, from the bottom layer up (each imports only modules listed before i
     transfer       pretrained starting weights: ImageNet's, or the course's own on half the classes
     challenge      notebook 09's time budget, its data in a graded run, and what it hands in
     results        the results JSON of every notebook
+    findings       the notebooks' takeaways in words, made from the numbers their runs measured
     plots          every figure
 
 The tooling around the course (runner, report, assignments, benchmark) is the subpackage
@@ -35,6 +36,7 @@ from . import (
     data,
     explain,
     export,
+    findings,
     loaders,
     losses,
     lr_finder,
@@ -53,7 +55,7 @@ from .recipe import Hyper, Run
 from .settings import Config, resolve
 from .train import Callback, fit
 
-__all__ = ["callbacks", "checkpoints", "cost", "data", "explain", "export", "loaders", "losses", "lr_finder",
+__all__ = ["callbacks", "checkpoints", "cost", "data", "explain", "export", "findings", "loaders", "losses", "lr_finder",
            "metrics", "models", "plots", "precision", "recipe", "results", "settings", "train", "transfer", "CifarData",
            "DataError", "ImageSet", "Splits", "Hyper", "Run", "Config", "resolve", "Callback", "fit"]
 __version__ = "0.1.0"

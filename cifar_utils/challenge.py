@@ -125,7 +125,7 @@ def task(cfg: Config, minutes: float | None = None) -> Task:
             images, labels, classes = train["images"], train["labels"], train["classes"].tolist()
         test_images = np.load(graded.data / "test_images.npy", allow_pickle=False)
         return Task(data.ImageSet(images, labels), test_images, classes, graded.seconds, started, graded.out)
-    cifar = data.load_for(cfg)
+    cifar = data.load_for(cfg, show=False)
     seconds = 60 * (cfg.profile.challenge_minutes if minutes is None else minutes)
     return Task(cifar.train, cifar.test.images, cifar.classes, seconds, started, test_labels=cifar.test.labels,
                 cifar=cifar)

@@ -163,11 +163,16 @@ def locate(cfg: Config) -> str:
                         "the bundled CIFAR-10 sample, whose accuracies are not CIFAR results"}[way]
 
 
-def load_for(cfg: Config) -> CifarData:
-    """Load what a notebook's settings ask for; the smoke profile defaults to the sample."""
+def load_for(cfg: Config, show: bool = True) -> CifarData:
+    """Load what a notebook's settings ask for; the smoke profile defaults to the sample.
+    show: print the settings and what was loaded, the first lines a notebook's run shows."""
     if cfg.data_dir is None and cfg.profile.name == "smoke":
-        return load_sample(cfg.dataset, reason="the smoke profile runs on it")
-    return load(cfg.dataset, cfg.default_data_dir if cfg.data_dir is None else cfg.data_dir, cfg.download)
+        loaded = load_sample(cfg.dataset, reason="the smoke profile runs on it")
+    else:
+        loaded = load(cfg.dataset, cfg.default_data_dir if cfg.data_dir is None else cfg.data_dir, cfg.download)
+    if show:
+        print(cfg.summary(), loaded.describe(), sep="\n")
+    return loaded
 
 
 def fingerprint(data: CifarData, cfg: Config) -> dict:

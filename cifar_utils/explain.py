@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .data import ImageSet, stratified_indices
+from .loaders import normalise
 from .precision import unwrap
 
 
@@ -38,6 +40,20 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> di
         for hook in hooks:
             hook.remove()
     return {name: outputs[name] for name in layers}
+
+
+def right_and_wrong(model: nn.Module, images: ImageSet, mean: Sequence[float], std: Sequence[float],
+                    n: int = 8, seed: int = 0) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Up to n images the model classifies right, then up to n it gets wrong, out of 128 drawn in
+    the classes' proportions (seeded): their indices in `images`, the model's input for them
+    (normalised with mean and std), and its prediction for each."""
+    pool = stratified_indices(images.labels, 128, seed)
+    x = torch.cat([normalise(images.images[i], mean, std) for i in pool])
+    with torch.no_grad():
+        predicted = model(x).argmax(1)
+    right = (predicted == torch.from_numpy(images.labels[pool])).numpy()
+    shown = np.concatenate([np.flatnonzero(right)[:n], np.flatnonzero(~right)[:n]])
+    return pool[shown], x[shown], predicted[shown]
 
 
 def cam_layer(model: nn.Module) -> str:

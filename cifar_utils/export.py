@@ -151,6 +151,16 @@ def largest_difference(model: nn.Module, session, images: torch.Tensor) -> float
     return float(np.abs(run(session, images) - expected).max())
 
 
+def to_onnx_checked(model: nn.Module, path: str | Path, images: torch.Tensor, runs: int = 50) -> dict:
+    """Export `model` to ONNX at `path` (to_onnx) and measure the file: the largest difference
+    from PyTorch's logits on `images`, ONNX Runtime's median CPU latency at batch 1 over `runs`
+    passes, and its size on disk."""
+    path = to_onnx(model, path)
+    onnx = session(path)
+    return {"onnx_max_abs_diff": largest_difference(model, onnx, images),
+            "onnx_latency_ms": round(latency_ms(onnx, runs=runs), 2), "onnx_mb": round(path.stat().st_size / 1e6, 2)}
+
+
 def latency_ms(session, image_size: int = 32, runs: int = 50, warmup: int = 5, batch: int = 1) -> float:
     """Median time of a batch (one image by default) through ONNX Runtime on the CPU, in
     milliseconds: normalised float images for `to_onnx`'s files, uint8 ones for deployable ones."""

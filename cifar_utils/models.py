@@ -285,4 +285,9 @@ def build(name: str, num_classes: int, *, seed: int | None = None, **kwargs) -> 
 def rebuild(architecture: Architecture) -> nn.Module:
     """A model of this architecture with fresh random weights, to load saved weights into."""
     model = build(architecture.name, architecture.num_classes, **architecture.options)
-    return model if architecture.input_px == 32 else Upsampled(model, architecture.input_px)
+    return at_size(model, architecture.input_px)
+
+
+def at_size(model: nn.Module, size: int) -> nn.Module:
+    """The model as it sees images of side `size`: itself at CIFAR's 32 px, else Upsampled."""
+    return model if size == 32 else Upsampled(model, size)

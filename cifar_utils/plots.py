@@ -104,7 +104,7 @@ def learning_curves(history: list[dict], metric: str = "top1", label: str = "", 
     return ax
 
 
-def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = True, ax=None):
+def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = True, title: str = "", ax=None):
     """Heatmap of true (rows) against predicted (columns) classes, as row shares if normalize."""
     values = cm / cm.sum(axis=1, keepdims=True).clip(min=1) if normalize else cm
     ax = _axes(ax, figsize=(7, 6))
@@ -112,8 +112,7 @@ def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = T
     sns.heatmap(values, annot=small, fmt=".2f" if normalize else "d", cmap="Blues",
                 xticklabels=classes if small else False, yticklabels=classes if small else False,
                 square=True, cbar=True, ax=ax, annot_kws={"size": 7})
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     return ax
 
 
@@ -153,31 +152,33 @@ def class_counts(counts: dict[str, np.ndarray], classes: Sequence[str], ax=None)
 
 
 def misclassified(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
-                  classes: Sequence[str], n: int = 16, ncols: int = 8):
+                  classes: Sequence[str], n: int = 16, ncols: int = 8, title: str = ""):
     """The model's `n` most confident mistakes: each test image with its true class, the
-    prediction and the probability the model gave it. Returns the figure."""
+    prediction and the probability the model gave it, under `title`. Returns the figure."""
     predicted = probabilities.argmax(1)
     wrong = np.flatnonzero(predicted != labels)
     shown = wrong[np.argsort(probabilities[wrong, predicted[wrong]])[::-1][:n]]
     nrows = max(1, -(-len(shown) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 1.8), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 1.8 + 0.4 * bool(title)), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, shown):
         ax.imshow(images[i], interpolation="nearest")
         ax.set_title(f"{classes[labels[i]]}\nas {classes[predicted[i]]} {probabilities[i, predicted[i]]:.0%}",
                      fontsize=8)
+    if title:
+        fig.suptitle(title)
     return fig
 
 
 def prediction(image: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
-               top: int = 5, ax=None):
+               top: int = 5, title: str = "", ax=None):
     """A bar chart of the model's top classes for one image, with the image as a corner inset."""
     ax = _axes(ax, figsize=(6, 3))
     order = np.argsort(probabilities)[::-1][:top]
     ax.barh([classes[i] for i in order][::-1], probabilities[order][::-1], color="tab:blue")
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability")
+    ax.set(xlim=(0, 1), xlabel="probability", title=title)
     inset = ax.inset_axes([0.7, 0.1, 0.28, 0.5])
     inset.imshow(image)
     inset.axis("off")
@@ -192,7 +193,7 @@ MARKERS = "osD^vP*Xhp<>d8H"  # one per run of a group, so that no label needs to
 
 
 def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
-                          group: str | None = None, log: bool = True, ax=None):
+                          group: str | None = None, log: bool = True, title: str = "", ax=None):
     """Test top-1 of each run against what it cost (a key of its record).
 
     Each run gets its own marker (its group's colour: group is a key such as the notebook), named
@@ -218,14 +219,14 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
         # within a decade or two matplotlib labels minor ticks, 3 and 4 x 10^n side by side: keep 2 and 5
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
     ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))
-    ax.set_ylabel("test top-1")
+    ax.set(ylabel="test top-1", title=title)
     ax.grid(alpha=0.3)
     legend_beside(ax, fontsize=7, title="budgets differ (epochs x training images):\ncompare with care" if differ else None)
     return ax
 
 
 def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
-                   mark_step: int | None = None, ax=None):
+                   mark_step: int | None = None, title: str = "", ax=None):
     """Each parameter group's learning rate per step (callbacks.LRMonitor), on a log scale."""
     ax = _axes(ax, figsize=(5, 3.2))
     trace = np.asarray(lrs)  # (steps, groups)
@@ -233,9 +234,8 @@ def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
         ax.plot(trace[:, g], label=name)
     if mark_step is not None:
         ax.axvline(mark_step, color="grey", linestyle=":", label="unfreeze")
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="learning rate", yscale="log")
+    ax.set_title(title, fontsize=9)
     legend_beside(ax, fontsize=7)
     return ax
 
@@ -276,19 +276,22 @@ def class_templates(weight: torch.Tensor, classes: Sequence[str], ax=None):
     return ax
 
 
-def accuracy_bars(records: Sequence[dict], ax=None):
+def accuracy_bars(records: Sequence[dict], baseline: float | None = None, title: str = "", ax=None):
     """Test top-1 of each run as a horizontal bar; runs over several seeds get their standard
-    deviation as an error bar (results.over_seeds's test_top1_std)."""
+    deviation as an error bar (results.over_seeds's test_top1_std). baseline: a test top-1 to
+    mark with a dotted line, the run the others are compared with."""
     ax = _axes(ax, figsize=(7, 3))
     spread = [r.get("test_top1_std", 0.0) for r in records]
     ax.barh([r["name"] for r in records], [r["test_top1"] for r in records],
             xerr=spread if any(spread) else None, capsize=3)
-    ax.set_xlabel("test top-1" + (" (mean ± std over seeds)" if any(spread) else ""))
+    if baseline is not None:
+        ax.axvline(baseline, color="grey", linestyle=":")
+    ax.set(xlabel="test top-1" + (" (mean ± std over seeds)" if any(spread) else ""), title=title)
     ax.grid(axis="x", alpha=0.3)
     return ax
 
 
-def reliability(curves: dict[str, dict], ax=None):
+def reliability(curves: dict[str, dict], title: str = "", ax=None):
     """Accuracy against confidence per bin (metrics.calibration), one line per model, beside the
     diagonal a perfectly calibrated model would follow; each label gives its ECE."""
     ax = _axes(ax, figsize=(5, 4))
@@ -296,10 +299,7 @@ def reliability(curves: dict[str, dict], ax=None):
     for name, c in curves.items():
         filled = c["counts"] > 0
         ax.plot(c["confidence"][filled], c["accuracy"][filled], marker="o", label=f"{name} (ECE {c['ece']:.3f})")
-    ax.set_xlabel("confidence (top probability)")
-    ax.set_ylabel("accuracy")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     legend_beside(ax)
     return ax
 
@@ -312,13 +312,14 @@ def _stretch(t: torch.Tensor) -> np.ndarray:
     return ((t - low) / (high - low).clamp_min(1e-12) * 255).byte().numpy()
 
 
-def filters(weight: torch.Tensor, ncols: int = 16, ax=None):
+def filters(weight: torch.Tensor, ncols: int = 16, title: str = "", ax=None):
     """A first convolution's filters (out, 3, k, k) as small colour images, each stretched."""
     images = _stretch(weight).transpose(0, 2, 3, 1)  # (out, k, k, 3)
     ncols = min(ncols, len(images))
     ax = _axes(ax, figsize=(ncols * 0.6, -(-len(images) // ncols) * 0.6))
     ax.imshow(_tile(images, ncols, gap=1), interpolation="nearest")
     ax.axis("off")
+    ax.set_title(title)
     return ax
 
 
@@ -338,27 +339,29 @@ def feature_maps(image: np.ndarray, maps: dict[str, torch.Tensor], channels: int
     return fig
 
 
-def grad_cam(images: np.ndarray, maps: torch.Tensor, titles: Sequence[str], ncols: int = 8):
-    """Each image with its Grad-CAM map laid over it (bright: where the class evidence is).
-    Returns the figure."""
+def grad_cam(images: np.ndarray, maps: torch.Tensor, titles: Sequence[str], ncols: int = 8, title: str = ""):
+    """Each image with its Grad-CAM map laid over it (bright: where the class evidence is), the
+    whole under `title`. Returns the figure."""
     nrows = max(1, -(-len(images) // ncols))
-    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(ncols * 1.5, nrows * 3.4), squeeze=False)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(ncols * 1.5, nrows * 3.4), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
-    for i, (image, cam, title) in enumerate(zip(images, maps.detach().cpu().numpy(), titles)):
+    for i, (image, cam, caption) in enumerate(zip(images, maps.detach().cpu().numpy(), titles)):
         r, c = divmod(i, ncols)
         axes[2 * r, c].imshow(image, interpolation="nearest")
-        axes[2 * r, c].set_title(title, fontsize=8)
+        axes[2 * r, c].set_title(caption, fontsize=8)
         axes[2 * r + 1, c].imshow(image, interpolation="nearest")
         axes[2 * r + 1, c].imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+    if title:
+        fig.suptitle(title)
     return fig
 
 
-def mixed_batch(images: torch.Tensor, soft_labels: torch.Tensor, classes: Sequence[str]):
-    """Mixed images (B, 3, H, W) in [0, 1], each titled with its two largest label shares.
-    Returns the figure."""
+def mixed_batch(images: torch.Tensor, soft_labels: torch.Tensor, classes: Sequence[str], title: str = ""):
+    """Mixed images (B, 3, H, W) in [0, 1], each titled with its two largest label shares, the
+    whole under `title`. Returns the figure."""
     pictures = (images.clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
-    fig, axes = plt.subplots(1, len(pictures), figsize=(len(pictures) * 1.5, 2), squeeze=False)
+    fig, axes = plt.subplots(1, len(pictures), figsize=(len(pictures) * 1.5, 2), squeeze=False, layout="constrained")
     for ax, picture, soft in zip(axes[0], pictures, soft_labels.cpu()):
         shares, which = soft.topk(2)
         ax.imshow(picture, interpolation="nearest")
@@ -366,4 +369,6 @@ def mixed_batch(images: torch.Tensor, soft_labels: torch.Tensor, classes: Sequen
                                                                               which.tolist()) if share > 0),
                      fontsize=8)
         ax.axis("off")
+    if title:
+        fig.suptitle(title)
     return fig

@@ -152,6 +152,12 @@ class Config:
         """Epochs for one kind of training (KINDS)."""
         return self.budget(kind).epochs
 
+    def seeds(self, kind: str, n: int | None = None) -> list[int]:
+        """The seeds each arm of one kind of training (KINDS) trains with: SEED, SEED + 1, ...,
+        n of them (the SEEDS parameter), or as many as the profile's budget says (n=None)."""
+        check_whole("SEEDS", n, allow_none=True, minimum=1)
+        return [self.seed + k for k in range(n or self.budget(kind).seeds)]
+
     @property
     def checkpoint_dir(self) -> Path:
         return self.results_dir / "checkpoints"

@@ -61,6 +61,22 @@ class Pretrained:
         net.load_state_dict(self.weights)
         return models.new_head(net, self.target.num_classes, seed)
 
+    def summary(self) -> str:
+        """Where the weights come from, for the notebook to print, and why not ImageNet's if not."""
+        return f"Pretrained weights: {self.description}." + (
+            f"\n(ImageNet's were not to be had here. {self.missing})" if self.missing else "")
+
+    def fine_tune_loaders(self, cfg: Config) -> loaders.Loaders:
+        """Batches of the target task with the profile's fine_tune budget, normalised as the
+        pretraining's images were."""
+        return loaders.make_loaders(data.split_for(self.target, cfg, "fine_tune"), cfg.batch_size, cfg.device,
+                                    mean=self.mean, std=self.std)
+
+    def provenance(self) -> dict:
+        """Where the weights came from, as a notebook's results JSON records it."""
+        return {"pretrained_from": self.source, "pretrained_weights": self.description,
+                "pretrained_missing": self.missing}
+
     def random_init(self, seed: int) -> nn.Module:
         """The same architecture from random weights, for the target's classes: the control arm."""
         return models.build(self.name, self.target.num_classes, seed=seed, **self.options)
@@ -129,3 +145,26 @@ def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config
     train(f"{name}_pretraining", models.build(name, source.num_classes, seed=cfg.seed, **options), batches,
           hyper, cfg, checkpoint=path)
     return checkpoints.load(path, expect)
+
+
+def teacher(cifar: data.CifarData, cfg: Config) -> tuple[checkpoints.Saved, str]:
+    """06's teacher and where it comes from, in words: of notebook 03's and 04's checkpoints made
+    for this data (03's CIFAR ResNet18 from scratch, 04's fine-tuned ImageNet ResNet18s), the one
+    with the best validation top-1; if none is usable, 03's CIFAR ResNet18 trained now with 03's
+    budget and kept where 03 keeps it."""
+    scratch = cfg.checkpoint_dir / f"{cfg.dataset}_resnet18_cifar.pt"
+    paths = {scratch: "03", **{path: "04" for path in
+                               sorted(cfg.checkpoint_dir.glob(f"{cfg.dataset}_resnet18_finetuned_*.pt"))}}
+    expect = data.fingerprint(cifar, cfg)
+    found, passed_over = checkpoints.strongest(paths, expect)
+    for why in passed_over:
+        print(f"passed over: {why}")
+    if found:
+        return found, (f"notebook {paths[found.path]}'s checkpoint ({found.path}: {found.name}, validation "
+                       f"top-1 {found.info['val_top1']:.1%}, the strongest of {len(paths)})")
+    print("Training a teacher here: no usable checkpoint.")
+    batches = loaders.make_loaders(data.split_for(cifar, cfg, "resnet18_cifar"), cfg.batch_size, cfg.device)
+    net = models.build("resnet18_cifar", cifar.num_classes, seed=cfg.seed, widths=cfg.profile.resnet_widths)
+    train("resnet18_cifar_scratch", net, batches, Hyper(cfg.epochs("resnet18_cifar"), lr=PRETRAIN_LR, seed=cfg.seed),
+          cfg, checkpoint=scratch)
+    return checkpoints.load(scratch, expect), f"trained here ({'; '.join(passed_over)})"

@@ -4,11 +4,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from cifar_utils import explain, models, plots, precision
+from cifar_utils import data, explain, loaders, models, plots, precision
 
 
 def bright_spot_detector() -> nn.Module:
@@ -121,3 +122,17 @@ def test_grad_cam_reads_the_last_stage_through_any_wrapper(name, expected):
     assert explain.cam_layer(prepared) == "module.model." + expected
     with pytest.raises(ValueError, match="no convolutional stage"):
         explain.cam_layer(models.build("logistic_regression", 10))
+
+
+def test_right_and_wrong_picks_images_the_model_gets_right_then_ones_it_gets_wrong():
+    """A 'model' that always answers class 3: right exactly on the images of class 3."""
+    always_three = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    with torch.no_grad():
+        always_three[1].weight.zero_()
+        always_three[1].bias.copy_(torch.arange(10) == 3)
+    labels = np.repeat(np.arange(10), 30)
+    test = data.ImageSet(np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8), labels)
+    shown, x, predicted = explain.right_and_wrong(always_three, test, (0.5,) * 3, (0.25,) * 3, n=4, seed=0)
+    assert len(shown) == 8 and x.shape == (8, 3, 32, 32) and (predicted == 3).all()
+    assert (labels[shown[:4]] == 3).all() and (labels[shown[4:]] != 3).all()  # four right, then four wrong
+    assert torch.allclose(x[0], loaders.normalise(test.images[shown[0]], (0.5,) * 3, (0.25,) * 3)[0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_utils import export, models, precision
+from cifar_utils import cost, export, models, precision
 
 pytestmark = pytest.mark.skipif(export.missing() is not None, reason=str(export.missing()))
 
@@ -39,3 +39,11 @@ def test_missing_packages_are_named_with_the_command_that_installs_them(monkeypa
                         lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     message = export.missing()
     assert "onnxruntime not installed" in message and "pip install onnxruntime" in message
+
+
+def test_an_export_is_checked_against_pytorch_timed_and_weighed(tmp_path):
+    model = models.build("simple_cnn", 10, seed=0).eval()
+    measured = export.to_onnx_checked(model, tmp_path / "cnn.onnx", torch.randn(4, 3, 32, 32), runs=3)
+    assert measured["onnx_max_abs_diff"] < 1e-4 and measured["onnx_latency_ms"] > 0
+    assert measured["onnx_mb"] == pytest.approx((tmp_path / "cnn.onnx").stat().st_size / 1e6, abs=0.01)
+    assert measured["onnx_mb"] == pytest.approx(cost.count_parameters(model) * 4 / 1e6, rel=0.05)  # fp32 weights

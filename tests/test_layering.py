@@ -9,7 +9,7 @@ PACKAGE = Path(cifar_utils.__file__).parent
 # bottom to top; the order __init__'s docstring explains
 LAYERS = ["settings", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics", "train", "callbacks",
           "losses", "precision", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results",
-          "plots", "course._child", "course.report", "course.runner", "course.probes", "course.assignments",
+          "findings", "plots", "course._child", "course.report", "course.runner", "course.probes", "course.assignments",
           "course.leaderboard", "course.bench", "course.site", "course.demo", "course.__main__"]
 
 

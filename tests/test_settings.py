@@ -110,3 +110,12 @@ def test_every_profile_budgets_every_kind_of_training_with_at_least_a_batch():
         for kind, budget in profile.budgets.items():
             assert budget.epochs >= 1 and budget.seeds >= 1, (profile.name, kind)
             assert budget.train_images is None or budget.train_images >= 2 * profile.batch_size, (profile.name, kind)
+
+
+def test_seeds_follow_the_seed_and_the_budget_unless_seeds_says_how_many():
+    cfg = settings.resolve(profile="smoke", seed=5)
+    assert cfg.seeds("student") == [5 + k for k in range(cfg.budget("student").seeds)]
+    assert cfg.seeds("tricks", 3) == [5, 6, 7]
+    for typo in (0, "3", 2.0):
+        with pytest.raises(ValueError, match="SEEDS must be a positive whole number or None"):
+            cfg.seeds("tricks", typo)

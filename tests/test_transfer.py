@@ -241,3 +241,24 @@ def test_several_architectures_start_from_one_source_so_that_they_compare(torch_
     assert {p.source for p in found.values()} == {"course"}
     assert {p.target.num_classes for p in found.values()} == {5}
     assert "mobilenet_v3_small: ImageNet weights" in found["resnet18"].missing
+
+
+def test_the_teacher_is_the_strongest_checkpoint_on_validation_and_says_whose_it_is(tmp_path, capsys):
+    cfg = settings.resolve(profile="smoke", device="cpu", compute_format="", progress="off", download=False,
+                           results_dir=str(tmp_path))
+    cifar = data.load("cifar10", "sample")
+    made_for = data.fingerprint(cifar, cfg)
+    info = {"data": made_for, "epoch": 2, "train_images": 450, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_cifar.pt", models.build("simple_cnn", 10, seed=0),
+                     name="resnet18_cifar_scratch", val_top1=0.61, **info)
+    strongest = models.build("simple_cnn", 10, seed=1)
+    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_finetuned_full_fine_tune.pt", strongest,
+                     name="full_fine_tune", val_top1=0.72, **info)
+    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_finetuned_frozen.pt", models.build("simple_cnn", 10),
+                     name="frozen", val_top1=0.99, **{**info, "data": {**made_for, "profile": "full"}})
+    teacher, origin = transfer.teacher(cifar, cfg)
+    assert teacher.name == "full_fine_tune" and torch.equal(teacher.model.features[0].weight, strongest.features[0].weight)
+    assert origin.startswith("notebook 04's checkpoint (") and "validation top-1 72.0%, the strongest of 3" in origin
+    passed_over = capsys.readouterr().out
+    assert "was made for another profile" in passed_over  # the full profile's, though its score is higher
+    assert "has val_top1 0.6100 against 0.7200" in passed_over

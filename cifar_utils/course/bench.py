@@ -30,9 +30,7 @@ QUICK_MODELS = ("logistic_regression", "simple_cnn")
 
 
 def _model(name: str, num_classes: int) -> torch.nn.Module:
-    size = MODELS[name][0]
-    model = models.build(name, num_classes)
-    return models.Upsampled(model, size) if size != 32 else model
+    return models.at_size(models.build(name, num_classes), MODELS[name][0])
 
 
 def compare_paths(name: str, train_set: data.ImageSet, device: torch.device, batch_size: int,

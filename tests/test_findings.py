@@ -1,0 +1,99 @@
+"""The notebooks' takeaways in words: each sentence carries the run's own numbers, and its verdict
+turns with them (who is ahead, whether a gain stands out of the spread of the seeds)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cifar_utils import findings, models, recipe
+
+
+def a_run(name, top1, seconds=10.0, train_images=4500, epochs=3, logits=None, labels=None):
+    history = [{"epoch": e, "train_top1": 0.5, "val_top1": 0.4 + 0.01 * e, "seconds": seconds / epochs}
+               for e in range(1, epochs + 1)]
+    return recipe.Run(name, models.build("logistic_regression", 10), history, {"top1": top1, "top5": 0.9},
+                      torch.device("cpu"), train_images, test_logits=logits, test_labels=labels)
+
+
+def test_seed_by_seed_says_each_gain_and_weighs_their_mean_against_their_spread():
+    steady = findings.seed_by_seed([0.50, 0.55, 0.60], [0.54, 0.60, 0.62])  # +4, +5, +2 points
+    assert steady == "seed by seed +4.0, +5.0, +2.0 points, +3.7 ± 1.5: larger than the spread of the seeds"
+    noisy = findings.seed_by_seed([0.50, 0.55, 0.60], [0.56, 0.53, 0.61])  # +6, -2, +1: mean 1.7, std 4.0
+    assert noisy.endswith("+1.7 ± 4.0: within the spread of the seeds")
+    assert findings.seed_by_seed([0.5], [0.52]) == "+2.0 points (one seed: no spread measured)"
+    with pytest.raises(ValueError):
+        findings.seed_by_seed([0.5, 0.6], [0.5])  # an arm that lost a seed is not compared
+
+
+def test_depth_says_which_network_is_ahead_by_how_much():
+    resnet, cnn = a_run("resnet", 0.747, seconds=300.0), a_run("cnn", 0.668, seconds=30.0)
+    ahead = findings.depth(resnet, cnn, "laptop")
+    assert "On 4,500 images x 3 epochs (laptop profile)" in ahead and "the deeper network is 7.9 points ahead" in ahead
+    assert "A ResNet18 epoch took 10x a SimpleCNN epoch" in ahead
+    behind = findings.depth(a_run("resnet", 0.60), cnn, "smoke")
+    assert "SimpleCNN is 6.8 points ahead: on this budget depth has not paid yet" in behind
+
+
+def test_folds_report_mean_spread_and_range():
+    sentence = findings.folds([0.38, 0.40, 0.42, 0.39, 0.41], 0.405)
+    assert sentence.startswith("5-fold validation top-1 40.0% ± 1.6% (standard deviation), from 38.0% to 42.0%")
+    assert "4.0 points between folds; the single split above gave 40.5%" in sentence
+
+
+def test_the_fit_gap_verdict_turns_at_five_points():
+    assert "limited by what it can express" in findings.fit_gap(0.42, 0.40)
+    assert "fits its training images better than new ones" in findings.fit_gap(0.60, 0.40)
+
+
+def test_best_and_worst_class_are_named():
+    sentence = findings.against_chance(0.39, np.array([0.5, np.nan, 0.2, 0.7]), ["cat", "dog", "ship", "frog"])
+    assert sentence == "Test top-1 39.0% against chance 25.0%; best class: frog (70%), worst: ship (20%)."
+
+
+def test_the_small_network_explains_latency_only_when_it_fell_far_less_than_flops():
+    big = {"test_top1": 0.677, "params": 11_000_000, "flops": 1_000_000_000, "cpu_latency_ms": 10.0,
+           "train_images": 4500, "epochs": 3}
+    slow_small = {"test_top1": 0.62, "params": 1_500_000, "flops": 60_000_000, "cpu_latency_ms": 8.0}
+    quick_small = {**slow_small, "cpu_latency_ms": 0.9}
+    assert "Latency fell far less than FLOPs" in findings.small_network(slow_small, big, "ImageNet")
+    assert "Latency fell" not in findings.small_network(quick_small, big, "ImageNet")
+    assert "14% of ResNet18's parameters, 6% of its FLOPs and 80% of its CPU latency" in findings.small_network(
+        slow_small, big, "ImageNet")
+
+
+def test_distillation_reports_both_arms_and_the_seed_by_seed_verdict():
+    alone = {"test_top1": 0.542, "test_top1_std": 0.029, "test_top1_per_seed": [0.517, 0.536, 0.573], "seeds": 3,
+             "train_images": 4500}
+    distilled = {"test_top1": 0.585, "test_top1_std": 0.018, "test_top1_per_seed": [0.565, 0.588, 0.601], "seeds": 3}
+    sentence = findings.distillation(alone, distilled, 4.0, 0.9)
+    assert sentence.startswith("Distillation changed the student's test top-1 by +4.3 points")
+    assert "over 3 seeds, T=4.0, alpha=0.9" in sentence and sentence.endswith("larger than the spread of the seeds.")
+    teacher = a_run("teacher", 0.747, train_images=45000)
+    assert "a lead of 20.5 points, from 45,000 training images against the student's 4,500" in findings.teacher_lead(
+        teacher, alone)
+
+
+def test_rate_cuts_count_each_drop_of_the_schedule():
+    assert findings.rate_cuts([0.1, 0.1, 0.01, 0.01, 0.001], 5) == "ReduceLROnPlateau cut the rate 2 times in 5 epochs."
+    assert findings.rate_cuts([0.1, 0.1], 2) == "ReduceLROnPlateau cut the rate 0 times in 2 epochs."
+    assert "1 time in" in findings.rate_cuts([0.1, 0.01], 2)
+
+
+def test_calibration_and_confidence_verdicts_follow_the_numbers():
+    assert findings.calibration(0.10, 0.03).endswith("label smoothing calibrated this run better.")
+    assert "did not calibrate this run better" in findings.calibration(0.03, 0.10)
+    labels = torch.tensor([0, 1, 2, 3])
+    sure = torch.full((4, 10), -10.0)
+    sure[:, 0] = 10.0  # certain of class 0 every time: right once in four
+    assert findings.confidence(a_run("plain", 0.25, logits=sure, labels=labels), 0.7).endswith(
+        "mean top probability 100.0% against accuracy 25.0%: over-confident")
+    unsure = torch.zeros(4, 10)  # a tenth on every class, and right every time
+    assert findings.confidence(a_run("plain", 1.0, logits=unsure, labels=labels), 0.9).endswith("under-confident")
+
+
+def test_the_best_trick_is_the_highest_test_top1():
+    plain = {"name": "plain", "trick": "none", "test_top1": 0.579, "epochs": 7, "train_images": 4500, "seeds": 1}
+    cosine = {"name": "cosine", "trick": "cosine annealing", "test_top1": 0.587}
+    sentence = findings.best_trick([plain, cosine], plain, "laptop", "cpu")
+    assert sentence == ("Best here: cosine (cosine annealing), 58.7% test top-1, against 57.9% for the plain recipe, "
+                        "after 7 epochs on 4,500 images (laptop profile, cpu).")
