@@ -98,10 +98,12 @@ def compute_formats(rates: dict, batch_size: int, device: str, trained_in: str) 
 def input_pipeline(rates: dict[str, float], batch_size: int, device: str, workers: int, format_name: str) -> str:
     """rates: images per second fed by the "tutorial" path (DataLoader, fp32), the "DataLoader" in
     this hardware's format, the "tensor path", and the "ceiling" (one batch in place)."""
-    return (f"SimpleCNN training step on {device}, batch {batch_size}, {workers} DataLoader workers. In "
-            f"{format_name}, the tensor path ran at {rates['tensor path'] / rates['DataLoader']:.1f}× the "
-            f"DataLoader's rate and at {rates['tensor path'] / rates['ceiling']:.0%} of the ceiling; through the "
-            f"DataLoader, the format alone was worth {rates['DataLoader'] / rates['tutorial']:.1f}×.")
+    tensor_path = rates["tensor path"]
+    return (f"SimpleCNN training step on {device}, batch {batch_size}, {workers} DataLoader "
+            f"worker{'s' * (workers != 1)}. In {format_name}, the tensor path ran at "
+            f"{tensor_path / rates['DataLoader']:.1f}× the DataLoader's rate and at {tensor_path / rates['ceiling']:.0%} "
+            f"of the ceiling; through the DataLoader, the format alone was worth "
+            f"{rates['DataLoader'] / rates['tutorial']:.1f}×.")
 
 
 # 03 · ResNet18
