@@ -77,7 +77,7 @@ def to_onnx_deployable(model: nn.Module, path: str | Path, classes: Sequence[str
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
-    torch.onnx.export(Deployable(plain_copy(model), mean, std), (example,), path, input_names=["images"],
+    torch.onnx.export(Deployable(plain_copy(model), mean, std).eval(), (example,), path, input_names=["images"],
                       output_names=["probabilities"], dynamic_shapes=({0: torch.export.Dim("batch")},),
                       dynamo=True, external_data=False, verbose=False)
     graph = onnx.load(str(path))
