@@ -163,6 +163,7 @@ def teacher(cifar: data.CifarData, cfg: Config) -> tuple[checkpoints.Saved, str]
         return found, (f"notebook {paths[found.path]}'s checkpoint ({found.path}: {found.name}, validation "
                        f"top-1 {found.info['val_top1']:.1%}, the strongest of {len(paths)})")
     print("Training a teacher here: no usable checkpoint.")
+    # 03's network, split, budget and scratch rate (PRETRAIN_LR is 03's LR), kept where 03 keeps it
     batches = loaders.make_loaders(data.split_for(cifar, cfg, "resnet18_cifar"), cfg.batch_size, cfg.device)
     net = models.build("resnet18_cifar", cifar.num_classes, seed=cfg.seed, widths=cfg.profile.resnet_widths)
     train("resnet18_cifar_scratch", net, batches, Hyper(cfg.epochs("resnet18_cifar"), lr=PRETRAIN_LR, seed=cfg.seed),
