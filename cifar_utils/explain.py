@@ -48,7 +48,7 @@ def right_and_wrong(model: nn.Module, images: ImageSet, mean: Sequence[float], s
     the classes' proportions (seeded): their indices in `images`, the model's input for them
     (normalised with mean and std), and its prediction for each."""
     pool = stratified_indices(images.labels, 128, seed)
-    x = torch.cat([normalise(images.images[i], mean, std) for i in pool])
+    x = normalise(images.images[pool], mean, std)
     with torch.no_grad():
         predicted = model(x).argmax(1)
     right = (predicted == torch.from_numpy(images.labels[pool])).numpy()

@@ -31,9 +31,10 @@ def eval_transforms(mean: Sequence[float], std: Sequence[float]) -> transforms.C
     return transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)])
 
 
-def normalise(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """One uint8 image (H, W, 3) as the normalised batch (1, 3, H, W) a model takes."""
-    x = torch.from_numpy(image).permute(2, 0, 1).float()[None] / 255
+def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images (N, H, W, 3), or one (H, W, 3), as the normalised batch (N or 1, 3, H, W) a
+    model takes."""
+    x = torch.from_numpy(images).reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 

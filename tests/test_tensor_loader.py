@@ -136,3 +136,13 @@ def test_unknown_pipeline_is_refused():
     images = ImageSet(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int))
     with pytest.raises(ValueError, match="Unknown pipeline 'pil'"):
         loaders.make_loaders(Splits(images, images, images), 2, torch.device("cpu"), pipeline="pil")
+
+
+def test_normalise_takes_one_image_or_a_batch_and_scales_each_channel():
+    images = np.zeros((2, 4, 4, 3), np.uint8)
+    images[1, ..., 0] = 255  # the second image: full red
+    x = loaders.normalise(images, (0.5, 0.5, 0.5), (0.25, 0.5, 0.5))
+    assert x.shape == (2, 3, 4, 4)
+    assert x[1, 0].unique().tolist() == [2.0] and x[0, 0].unique().tolist() == [-2.0]  # (1 - 0.5) / 0.25
+    assert x[1, 1].unique().tolist() == [-1.0]  # (0 - 0.5) / 0.5
+    assert torch.equal(loaders.normalise(images[1], (0.5, 0.5, 0.5), (0.25, 0.5, 0.5)), x[1:])
