@@ -189,13 +189,15 @@ class CountTrainable(Callback):
 
 
 class LRMonitor(Callback):
-    """Record every parameter group's learning rate after each step, to plot the schedule."""
+    """Record every parameter group's learning rate after each step, to plot the schedule; None
+    for a group none of whose parameters trained in that step (frozen: its rate moved nothing)."""
 
     def on_fit_start(self, state: FitState) -> None:
-        self.lrs: list[list[float]] = []  # (steps, groups)
+        self.lrs: list[list[float | None]] = []  # (steps, groups)
 
     def on_batch_end(self, state: FitState) -> None:
-        self.lrs.append([g["lr"] for g in state.optimizer.param_groups])
+        self.lrs.append([g["lr"] if any(p.requires_grad for p in g["params"]) else None
+                         for g in state.optimizer.param_groups])
 
 
 class BatchTransform(Callback):

@@ -189,3 +189,14 @@ def inference_throughput(model: nn.Module, device: torch.device, batch_size: int
         model(x)
     _sync(device)
     return batch_size * steps / (time.perf_counter() - start)
+
+
+def deployment_costs(model: nn.Module, device: torch.device, latency_runs: int = 50, image_size: int = 32) -> dict:
+    """What it costs to deploy `model`, as one run's results entry takes them: FLOPs per image,
+    the CPU's batch-1 latency (median of `latency_runs`, ms), size on disk (MB), and, on a CUDA
+    device, inference throughput (images per second; None elsewhere: no GPU measured it)."""
+    return {"flops": count_flops(model, image_size),
+            "cpu_latency_ms": cpu_latency_ms(model, image_size, runs=latency_runs),
+            "size_mb": size_on_disk_mb(model),
+            "gpu_images_per_s": (inference_throughput(model, device, image_size=image_size)
+                                 if device.type == "cuda" else None)}

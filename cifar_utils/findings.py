@@ -161,6 +161,16 @@ def small_network(small: dict, big: dict, trained_on: str) -> str:
     return sentence
 
 
+def onnx_runtime(record: dict) -> str:
+    """An exported model's ONNX Runtime copy against PyTorch (a run's entry after
+    export.to_onnx_checked): the largest difference in their outputs, and which is faster at
+    batch 1 on the CPU, by how much."""
+    onnx_ms, torch_ms = record["onnx_latency_ms"], record["cpu_latency_ms"]
+    faster = f"{torch_ms / onnx_ms:.1f}x as fast" if onnx_ms <= torch_ms else f"{onnx_ms / torch_ms:.1f}x slower"
+    return (f"{record['name']}: ONNX Runtime against PyTorch (fp32): largest difference {record['onnx_max_abs_diff']:.1e}; "
+            f"batch 1 on the CPU {onnx_ms:.2f} ms against {torch_ms:.2f} ms in PyTorch, {faster}")
+
+
 # 06 · distillation
 def distillation(alone: dict, distilled: dict, temperature: float, alpha: float) -> str:
     """alone, distilled: the results records of the two arms (results.over_seeds)."""

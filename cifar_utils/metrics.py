@@ -13,8 +13,12 @@ from torch import nn
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
                  ks: tuple[int, ...] = (1, 5)) -> list[torch.Tensor]:
-    """Count, for each k, the rows whose label is among the k highest scores (device tensors)."""
-    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices  # (B, kmax)
+    """Count, for each k, the rows whose label is among the k highest scores (device tensors).
+
+    Tied scores (frequent in bf16) rank in class order, as argmax breaks them, so that the top-1
+    agrees with every prediction taken by argmax (confusion matrices, errors); topk breaks them
+    as it likes."""
+    top = logits.argsort(dim=1, descending=True, stable=True)[:, :min(max(ks), logits.shape[1])]  # (B, kmax)
     hits = top == labels[:, None]  # (B, kmax)
     return [hits[:, :k].any(dim=1).sum() for k in ks]
 

@@ -104,6 +104,19 @@ def learning_curves(history: list[dict], metric: str = "top1", label: str = "", 
     return ax
 
 
+def compared_curves(histories: dict[str, list[dict]], views: Sequence[tuple[str, str]], title: str = ""):
+    """A panel per view, (metric, against) such as ("top1", "epoch") or ("loss", "seconds"), with
+    the train and validation curves of every labelled history, the whole under `title`.
+    Returns the figure."""
+    fig, axes = panels(1, len(views))
+    for ax, (metric, against) in zip(np.atleast_1d(axes), views):
+        for label, history in histories.items():
+            learning_curves(history, metric, label=label, ax=ax, against=against)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 def confusion_matrix(cm: np.ndarray, classes: Sequence[str], normalize: bool = True, title: str = "", ax=None):
     """Heatmap of true (rows) against predicted (columns) classes, as row shares if normalize."""
     values = cm / cm.sum(axis=1, keepdims=True).clip(min=1) if normalize else cm
@@ -227,11 +240,13 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
 
 def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
                    mark_step: int | None = None, title: str = "", ax=None):
-    """Each parameter group's learning rate per step (callbacks.LRMonitor), on a log scale."""
+    """Each parameter group's learning rate per step (callbacks.LRMonitor), on a log scale; a
+    step where the group was frozen (None) is left blank, a group frozen throughout is left out."""
     ax = _axes(ax, figsize=(5, 3.2))
-    trace = np.asarray(lrs)  # (steps, groups)
+    trace = np.asarray(lrs, dtype=float)  # (steps, groups); None becomes NaN, which is not drawn
     for g, name in enumerate(groups):
-        ax.plot(trace[:, g], label=name)
+        if not np.isnan(trace[:, g]).all():
+            ax.plot(trace[:, g], label=name)
     if mark_step is not None:
         ax.axvline(mark_step, color="grey", linestyle=":", label="unfreeze")
     ax.set(xlabel="step", ylabel="learning rate", yscale="log")
@@ -355,6 +370,16 @@ def grad_cam(images: np.ndarray, maps: torch.Tensor, titles: Sequence[str], ncol
     if title:
         fig.suptitle(title)
     return fig
+
+
+def grad_cam_right_and_wrong(images: np.ndarray, maps: torch.Tensor, truth: Sequence[int], predicted: Sequence[int],
+                             classes: Sequence[str], title: str = ""):
+    """grad_cam of test images whose truth is known (explain.right_and_wrong): each captioned with
+    its true class and, if it was misread, the prediction; `title` gains the count right and wrong."""
+    truth, predicted = [int(t) for t in truth], [int(p) for p in predicted]
+    right = sum(t == p for t, p in zip(truth, predicted))
+    return grad_cam(images, maps, [classes[t] + ("" if t == p else f"\nas {classes[p]}") for t, p in zip(truth, predicted)],
+                    title=f"{title} ({right} right, {len(truth) - right} wrong)".lstrip())
 
 
 def mixed_batch(images: torch.Tensor, soft_labels: torch.Tensor, classes: Sequence[str], title: str = ""):

@@ -13,13 +13,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from .callbacks import Checkpoint, Cosine, OneCycle, ReduceLROnPlateau, TensorBoard
 from .cost import choose
 from .loaders import Loaders
-from .metrics import mirrored, predict, scores
+from .metrics import confusion_matrix, mirrored, predict, scores
 from .precision import PLAIN, ComputeFormat, prepare
 from .settings import Config, seed_everything
 from .train import Callback, Progress, fit, train_seconds
@@ -89,6 +90,11 @@ class Run:
         return (f"{self.name}: {score} "
                 f"after {self.epochs} epochs on {self.train_images:,} images "
                 f"({self.train_seconds:.0f} s of training, {self.compute_format.name})")
+
+    def confusion_matrix(self) -> np.ndarray:
+        """The test set's confusion matrix (true class by row, predicted by column), from the
+        logits of its test pass: no new pass."""
+        return confusion_matrix(self.test_logits.argmax(1), self.test_labels, self.test_logits.shape[1])
 
     def score_with_flip(self, test_loader) -> dict[str, float]:
         """Score the test set with flip test-time augmentation (the mean of each image's logits

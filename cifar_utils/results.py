@@ -21,10 +21,11 @@ class Takeaways(list):
     """The sentences a notebook concludes with, printed as they come and kept for its results
     JSON (results.write(..., takeaways=...)), where the course report quotes them."""
 
-    def say(self, sentence: str) -> str:
+    def say(self, sentence: str) -> None:
+        """Print the sentence and keep it. (It returns nothing, so that a cell ending with it
+        shows the sentence once, not again as the cell's value.)"""
         print(sentence)
         self.append(sentence)
-        return sentence
 
 
 def write(notebook: str, cfg: Config, data: CifarData, runs: list[dict], **extra) -> Path:
@@ -51,14 +52,16 @@ def write(notebook: str, cfg: Config, data: CifarData, runs: list[dict], **extra
 
 
 def run_record(run: Run, **extra) -> dict:
-    """One run's entry: the keys every run has, its learning curve, and what else it measured."""
+    """One run's entry: the keys every run has, where its best epoch is kept (if it is), its
+    learning curve, and what else it measured."""
     curve = [{k: round(r[k], 4) for k in ("epoch", "train_loss", "train_top1", "val_loss",
                                           "val_top1")} for r in run.history]
     return {"name": run.name, "params": count_parameters(run.model), "epochs": run.epochs,
             "train_images": run.train_images, "train_seconds": round(run.train_seconds, 2),
             "test_top1": run.test["top1"] if run.test else None, "test_top5": run.test["top5"] if run.test else None,
             "device": run.device.type, "compute_format": run.compute_format.name,
-            **({"test_top1_flip": run.test_flip["top1"]} if run.test_flip else {}), **extra,
+            **({"test_top1_flip": run.test_flip["top1"]} if run.test_flip else {}),
+            **({"checkpoint": str(run.checkpoint)} if run.checkpoint else {}), **extra,
             "history": curve}
 
 
@@ -77,6 +80,12 @@ def over_seeds(runs: list[Run], flip: bool = False, **extra) -> dict:
     if all(run.test_flip for run in runs):
         record["test_top1_flip"] = mean_std([run.test_flip["top1"] for run in runs])[0]
     return record
+
+
+def over_folds(val_top1: list[float]) -> dict:
+    """A cross-validation's entry: each fold's validation top-1, their mean and spread."""
+    mean, std = mean_std(val_top1)
+    return {"folds": len(val_top1), "val_top1": val_top1, "mean": mean, "std": std}
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

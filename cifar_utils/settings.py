@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -216,6 +217,17 @@ def check_whole(name: str, value, allow_none: bool, minimum: int) -> None:
     if not ok:
         kind = "a positive whole number" if minimum > 0 else "a whole number"
         raise ValueError(f"{name} must be {kind}{' or None' if allow_none else ''}, not {value!r}.")
+
+
+# The parameters every notebook's parameters cell defines (the README's stable interface), in order.
+STABLE_PARAMETERS = ("PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE", "RESULTS_DIR")
+
+
+def from_parameters(parameters: Mapping[str, object], **options) -> Config:
+    """resolve() the stable parameters found by name in `parameters`: a notebook passes its
+    globals() (what its parameters cell and papermill set), the course runner its -p values;
+    one that is not there takes resolve's default. options: resolve's other keywords."""
+    return resolve(**{name.lower(): parameters[name] for name in STABLE_PARAMETERS if name in parameters}, **options)
 
 
 def resolve(*, profile: str = "auto", dataset: str = "cifar10", data_dir: str | None = None,

@@ -61,10 +61,10 @@ class Pretrained:
         net.load_state_dict(self.weights)
         return models.new_head(net, self.target.num_classes, seed)
 
-    def summary(self) -> str:
-        """Where the weights come from, for the notebook to print, and why not ImageNet's if not."""
-        return f"Pretrained weights: {self.description}." + (
-            f"\n(ImageNet's were not to be had here. {self.missing})" if self.missing else "")
+    def summary(self, batches: loaders.Loaders | None = None) -> str:
+        """Where the weights come from and why not ImageNet's if not; given the fine-tuning
+        batches, the task they transfer to as well. For the notebook to print."""
+        return summary({self.name: self}, batches)
 
     def fine_tune_loaders(self, cfg: Config) -> loaders.Loaders:
         """Batches of the target task with the profile's fine_tune budget, normalised as the
@@ -104,6 +104,23 @@ def pretrained_all(names: list[str], cifar: data.CifarData, cfg: Config) -> dict
         return {name: _imagenet(name, cifar) for name in names}
     why = "; ".join(f"{name}: {reason}" for name, reason in missing.items() if reason)
     return {name: _course(name, {}, cifar, cfg, why) for name in names}
+
+
+def summary(weights: dict[str, Pretrained], batches: loaders.Loaders | None = None) -> str:
+    """Where each architecture's starting weights come from (one source for all), why not
+    ImageNet's if not, and, given the fine-tuning batches, the task they transfer to."""
+    first = next(iter(weights.values()))
+    if len(weights) == 1:
+        lines = [f"Pretrained weights: {first.description}."]
+    else:
+        lines = [f"{name}: {w.description}" for name, w in weights.items()]
+    if first.missing:
+        lines.append(f"(ImageNet's weights were not to be had here. {first.missing})")
+    if batches is not None:
+        classes = first.target.classes
+        lines.append(f"The task: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}; "
+                     f"{batches.splits.describe()}")
+    return "\n".join(lines)
 
 
 def _imagenet(name: str, cifar: data.CifarData) -> Pretrained:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from cifar_utils import cost, models, precision
 
@@ -118,3 +119,11 @@ def test_throughput_takes_the_loops_step_with_the_models_loss_scaler():
     batch = (torch.full((5, 3, 2, 2), 1e30), torch.randint(0, 3, (5,)))  # overflows in fp16
     cost.throughput(model, cost.repeat(batch), steps=2, warmup=1)
     assert model.loss_scaler.get_scale() < before  # the scaler saw the overflow and lowered its scale
+
+
+def test_deployment_costs_count_by_hand_and_leave_gpu_throughput_to_a_gpu():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    costs = cost.deployment_costs(net, torch.device("cpu"), latency_runs=3)
+    assert costs["flops"] == 2 * 3 * 8 * 9 * 32 * 32 + 2 * 8 * 10  # the convolution's and the layer's multiply-adds
+    assert 314 * 4 / 1e6 < costs["size_mb"] < 0.01  # 314 fp32 parameters and the file's bookkeeping
+    assert costs["cpu_latency_ms"] > 0 and costs["gpu_images_per_s"] is None

@@ -66,8 +66,10 @@ FIGURES = {  # name -> a function that draws one figure with the helper, as a no
     "filters": lambda: plots.filters(torch.randn(64, 3, 3, 3), title="the 64 filters of its first convolution, each stretched"),
     "feature_maps": lambda: plots.feature_maps(images(1)[0], {name: torch.randn(1, 32, side, side) for name, side in
                                                               (("stem", 32), ("layer1", 32), ("layer2", 16), ("layer4", 4))}),
-    "grad_cam": lambda: plots.grad_cam(images(16), torch.rand(16, 32, 32), ["cat 85%\ndog 10%\nbird 2%"] * 16,
-                                       title="resnet18_cifar_scratch: Grad-CAM of the predicted class at layer4 (8 right, 8 wrong)"),
+    "grad_cam": lambda: plots.grad_cam(images(5), torch.rand(5, 32, 32), ["cat 85%\ndog 10%\nbird 2%"] * 5, ncols=5),
+    "grad_cam_right_and_wrong": lambda: plots.grad_cam_right_and_wrong(
+        images(16), torch.rand(16, 32, 32), [3] * 16, [3] * 8 + [5] * 8, CLASSES,
+        title="resnet18_cifar_scratch: Grad-CAM of the predicted class at layer4"),
     "mixed_batch": lambda: plots.mixed_batch(torch.rand(8, 3, 32, 32), torch.softmax(torch.randn(8, 10), 1), CLASSES,
                                              title="MixUp"),
 }
@@ -102,10 +104,8 @@ def test_a_hundred_classes_read_at_a_glance():
 def test_panels_side_by_side_keep_each_legend_off_the_next_panel():
     """What 02 and 03 draw: learning curves in two panels, each with its legend beside it."""
     plt.close("all")
-    fig, axes = plots.panels(1, 2)
-    for label in ("augmented", "no augmentation"):
-        plots.learning_curves(history(), "top1", label=label, ax=axes[0])
-        plots.learning_curves(history(), "loss", label=label, ax=axes[1])
+    fig = plots.compared_curves({"augmented": history(), "no augmentation": history(start=0.2)},
+                                [("top1", "epoch"), ("loss", "epoch")], title="SimpleCNN")
     assert problems(fig) == []
     plt.close("all")
 

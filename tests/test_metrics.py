@@ -17,6 +17,18 @@ def test_topk_against_a_hand_count():
     assert top2.item() == 2  # row 2: label 2 is second best; row 3: label 0 is last
 
 
+def test_tied_scores_rank_in_class_order_so_top1_agrees_with_the_confusion_matrix():
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 1.0, 1.0, 1.0]])
+    labels = torch.tensor([1, 0, 3])  # the first of the tied best classes, twice; the last of three ties
+    top1, top2 = metrics.topk_correct(logits, labels, (1, 2))
+    assert top1.item() == 2 and top2.item() == 2  # row 3's label ranks third among its ties
+    cm = metrics.confusion_matrix(logits.argmax(1), labels, 4)
+    assert cm.trace() == top1.item()
+    tied = torch.randint(0, 3, (1000, 10)).float()  # bf16 scores tie this often only near chance, but they do
+    labels = torch.randint(0, 10, (1000,))
+    assert metrics.topk_correct(tied, labels, (1,))[0].item() == (tied.argmax(1) == labels).sum().item()
+
+
 def test_topk_larger_than_the_class_count_counts_everything():
     logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 0, 1])
     assert metrics.topk_correct(logits, labels, (5,))[0].item() == 5

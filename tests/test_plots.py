@@ -153,3 +153,21 @@ def test_learning_curves_against_seconds_put_each_epoch_at_the_training_time_so_
     plots.learning_curves(history, "top1", ax=ax, against="seconds")
     assert list(ax.get_lines()[0].get_xdata()) == [2.0, 5.0, 10.0]
     assert ax.get_xlabel() == "seconds of training"
+
+
+def test_compared_curves_draw_every_history_in_every_view():
+    seconds = [{**r, "seconds": s} for r, s in zip(HISTORY, (2.0, 3.0, 5.0))]
+    fig = plots.compared_curves({"a": seconds, "b": seconds}, [("top1", "epoch"), ("loss", "seconds")], title="two runs")
+    by_epoch, by_time = fig.axes[:2]
+    assert [line.get_label() for line in by_epoch.get_lines()] == ["a validation", "a train", "b validation", "b train"]
+    assert list(by_time.get_lines()[0].get_xdata()) == [2.0, 5.0, 10.0] and by_time.get_ylabel() == "loss"
+    assert list(by_time.get_lines()[0].get_ydata()) == [r["val_loss"] for r in HISTORY]
+    assert fig._suptitle.get_text() == "two runs"
+    plt.close(fig)
+
+
+def test_learning_rates_leave_a_frozen_step_blank_and_a_group_frozen_throughout_out(ax):
+    plots.learning_rates([[None, None, 0.1], [None, None, 0.1], [0.01, None, 0.1]], ["body", "stem", "fc"], ax=ax)
+    lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
+    assert set(lines) == {"body", "fc"}  # the stem never trained
+    assert np.isnan(lines["body"][:2]).all() and lines["body"][2] == 0.01

@@ -150,6 +150,8 @@ def test_the_run_keeps_its_test_logits_and_flip_tta_reuses_them(sample_loaders, 
     # the plain pass's logits and one pass of mirror images give what two fresh passes give
     assert run.test_flip == pytest.approx(metrics.evaluate(run.model, sample_loaders.test, CPU, flip_tta=True))
     assert run.test_flip != run.test
+    cm = run.confusion_matrix()  # from the kept logits: every test image once, the right ones on the diagonal
+    assert cm.shape == (10, 10) and cm.sum() == len(labels) and cm.trace() == round(run.test["top1"] * len(labels))
 
 
 def test_a_model_followed_through_the_recipe_only_goes_down_the_layering(sample_loaders, cfg):

@@ -1,5 +1,7 @@
 """The results JSON: written from a Run, read back, collected, and refused when incomplete."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +28,8 @@ def test_a_run_becomes_a_record_with_its_budget_and_round_trips(tmp_path):
         "train_seconds": 2.25, "test_top1": 0.375, "test_top5": 0.8}
     assert record["flops"] == 12 and record["compute_format"] == "fp32,channels-first"
     assert [h["val_top1"] for h in record["history"]] == [0.25, 0.38]
+    assert "checkpoint" not in record  # this run kept no weights; one that did says where
+    assert results.run_record(dataclasses.replace(a_run(), checkpoint=tmp_path / "a.pt"))["checkpoint"] == str(tmp_path / "a.pt")
     path = results.write("99_test", cfg, cifar, [record], note="extra")
     back = results.read(path)
     assert back["notebook"] == "99_test" and back["data_source"] == "sample"
@@ -79,6 +83,11 @@ def test_the_shipped_references_are_results_files_that_say_where_they_came_from(
         assert {"machine", "data", "date"} <= set(record["measured"])
     notebooks = {p.stem for p in (results.REFERENCE_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     assert {p.stem for p in files} <= notebooks  # a reference of a notebook that no longer exists would mislead
+
+
+def test_a_cross_validation_is_one_entry_with_each_fold_and_their_mean_and_sample_std():
+    assert results.over_folds([0.30, 0.40, 0.35]) == {"folds": 3, "val_top1": [0.30, 0.40, 0.35],
+                                                      "mean": pytest.approx(0.35), "std": pytest.approx(0.05)}
 
 
 def test_an_arm_over_seeds_is_one_entry_with_mean_std_and_each_seed():
@@ -145,7 +154,7 @@ def test_takeaways_are_said_and_written_and_the_report_leads_with_them(tmp_path,
 
     cfg = settings.resolve(profile="smoke", results_dir=str(tmp_path))
     lessons = results.Takeaways()
-    lessons.say("SimpleCNN reached 45.0%, logistic regression 35.0%.")
+    assert lessons.say("SimpleCNN reached 45.0%, logistic regression 35.0%.") is None  # no second copy as a cell's value
     assert capsys.readouterr().out == "SimpleCNN reached 45.0%, logistic regression 35.0%.\n"
     results.write("02_x", cfg, data.load("cifar10", "sample"), [results.run_record(a_run())], takeaways=lessons)
     assert results.read(tmp_path / "02_x.json")["takeaways"] == ["SimpleCNN reached 45.0%, logistic regression 35.0%."]

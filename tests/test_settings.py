@@ -84,6 +84,17 @@ def test_resolve_takes_keywords_only_so_parameters_cannot_be_swapped():
         settings.resolve("smoke", "cifar10", None, True, "cpu", 0, 3, 64)
 
 
+def test_a_notebooks_parameters_resolve_by_name_and_those_missing_take_the_defaults(tmp_path):
+    cell = {"PROFILE": "smoke", "DATASET": "cifar100", "DATA_DIR": "sample", "DOWNLOAD": False, "DEVICE": "cpu", "SEED": 3,
+            "EPOCHS": 2, "BATCH_SIZE": 16, "RESULTS_DIR": str(tmp_path), "LR": 0.1, "__name__": "__main__"}  # a globals()
+    assert settings.from_parameters(cell, progress="off") == settings.resolve(
+        profile="smoke", dataset="cifar100", data_dir="sample", download=False, device="cpu", seed=3, epochs=2,
+        batch_size=16, results_dir=str(tmp_path), progress="off")
+    assert settings.from_parameters({"PROFILE": "smoke"}).seed == 0  # what the runner's -p did not set
+    with pytest.raises(ValueError, match="SEED must be"):
+        settings.from_parameters({**cell, "SEED": "0"})  # still checked, and named
+
+
 def test_every_profile_has_a_budget_for_every_kind_of_training():
     for profile in settings.PROFILES.values():
         assert set(profile.budgets) == set(settings.KINDS), profile.name

@@ -90,9 +90,12 @@ def test_frozen_parameters_stay_put_and_unfreezing_trains_them_at_their_group_ra
     before = [p.detach().clone() for p in body_params]
     bn_before = net.stem[1].running_mean.clone()
     fc_before = net.fc.weight.detach().clone()
+    rates = callbacks.LRMonitor()
     train.fit(net, batches, batches, epochs=2, optimizer=optimizer,
-              callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=1), Snapshot()])
+              callbacks=[callbacks.FreezeThenUnfreeze(body, frozen_epochs=1), Snapshot(), rates])
     first, second = snapshots
+    steps = len(batches)  # the monitor leaves out the body's rate while it moves nothing
+    assert rates.lrs[:steps] == [[None, 0.1]] * steps and rates.lrs[steps:] == [[0.001, 0.1]] * steps
     # epoch 1: the body is frozen (weights and BatchNorm statistics), the head learns
     assert all(torch.equal(a, b) for a, b in zip(before, first["body"]))
     assert torch.equal(bn_before, first["bn_mean"])
@@ -241,6 +244,10 @@ def test_several_architectures_start_from_one_source_so_that_they_compare(torch_
     assert {p.source for p in found.values()} == {"course"}
     assert {p.target.num_classes for p in found.values()} == {5}
     assert "mobilenet_v3_small: ImageNet weights" in found["resnet18"].missing
+    said = transfer.summary(found, found["resnet18"].fine_tune_loaders(smoke_cfg)).splitlines()
+    assert said[0].startswith("resnet18: ") and said[1].startswith("mobilenet_v3_small: ")
+    assert said[2].startswith("(ImageNet's weights were not to be had here. ") and len(said) == 4
+    assert said[3].startswith(f"The task: {', '.join(cifar.classes[5:])}; ") and said[3].endswith(" test images")
 
 
 def test_the_teacher_is_the_strongest_checkpoint_on_validation_and_says_whose_it_is(tmp_path, capsys):

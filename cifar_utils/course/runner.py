@@ -165,9 +165,7 @@ def _cell_progress(label: str) -> dict | bool:
 
 def data_line(parameters: dict) -> str:
     """The first thing a run says: the data the notebooks will find, the profile and the device."""
-    cfg = settings.resolve(profile=parameters.get("PROFILE", "auto"), dataset=parameters.get("DATASET", "cifar10"),
-                           data_dir=parameters.get("DATA_DIR"), download=parameters.get("DOWNLOAD", True),
-                           device=parameters.get("DEVICE", "auto"), progress="off")
+    cfg = settings.from_parameters(parameters, progress="off")
     return f"Data: {data.locate(cfg)}. Profile {cfg.profile.name}, device {cfg.device}."
 
 
