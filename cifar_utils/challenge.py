@@ -24,6 +24,7 @@ from torch import nn
 from . import cost, data, loaders, metrics
 from .settings import Config, graded_challenge
 from .tensor_loader import TensorLoader
+from .train import Callback, FitState
 
 PREDICTIONS = "predictions.npy"  # what a graded run hands in: one class index per test image, in order
 WEIGHTS = "model.pt"  # and its network's state_dict, from which the grader counts parameters
@@ -51,6 +52,10 @@ class Task:
 
     def seconds_left(self) -> float:
         return self.seconds - self.seconds_used()
+
+    def deadline(self, reserve: float) -> Deadline:
+        """A callback for recipe.train that holds training to this task's clock (Deadline)."""
+        return Deadline(self, reserve)
 
     def describe(self) -> str:
         graded = "graded: the test labels are not here" if self.out else "your own run: the test labels score it"
@@ -108,6 +113,26 @@ class Task:
         print(f"Test top-1 {top1:.1%} ({len(predicted):,} test images), {seconds:.0f} s from the kernel's start: "
               f"{within} the {self.seconds:.0f} s budget" + (f"; {params:,} parameters." if params else "."))
         return {"test_top1": top1, "seconds": seconds, "params": params, "within_budget": seconds <= self.seconds}
+
+
+class Deadline(Callback):
+    """Stop training after the epoch past which one more, as slow as the slowest so far (its
+    validation included), would leave less than `reserve` seconds of the budget for the
+    predictions. Task.epochs_that_fit plans from a few seconds of timing, which a busy machine
+    can make optimistic; this holds the plan to the clock."""
+
+    def __init__(self, task: Task, reserve: float):
+        self.task, self.reserve, self.slowest = task, reserve, 0.0
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.slowest = max(self.slowest, time.perf_counter() - self.started)
+        if state.epoch < state.epochs and self.task.seconds_left() - self.slowest < self.reserve:
+            print(f"Stopped after epoch {state.epoch} of {state.epochs}: another would leave less than "
+                  f"{self.reserve:.0f} s of the budget for the predictions.")
+            state.stop = True
 
 
 def _unwrapped(model: nn.Module) -> nn.Module:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 
 import nbformat
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import torch
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils import challenge, data, models, settings
+from cifar_utils import challenge, data, models, settings, train
 from cifar_utils.course import assignments, leaderboard
 from cifar_utils.course.__main__ import main as course_main
 
@@ -77,6 +78,18 @@ def test_a_learners_run_scores_itself_and_says_whether_it_kept_to_the_budget(mon
     assert 0.0 <= outcome["test_top1"] <= 1.0 and outcome["within_budget"]
     with pytest.raises(ValueError, match="one class index per test image"):
         task.submit_predictions(predicted.argmax(1).numpy())  # 8 predictions for 1,000 images
+
+
+@pytest.mark.parametrize("reserve,epochs_run", [(0.0, 3), (20.0, 1)])
+def test_the_deadline_stops_training_when_another_epoch_would_eat_the_reserve(reserve, epochs_run, capsys):
+    task = challenge.Task(data.ImageSet(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64)),
+                          np.zeros((0, 32, 32, 3), np.uint8), ["a", "b"], seconds=3600.0, started=time.time() - 3590)
+    model = models.build("logistic_regression", 2, seed=0)
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 2, (8,)))] * 2
+    history = train.fit(model, batches, batches, epochs=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                        callbacks=[task.deadline(reserve)])
+    assert len(history) == epochs_run  # 10 s left: enough for epochs of milliseconds, not for a reserve of 20 s
+    assert ("Stopped after epoch 1 of 3" in capsys.readouterr().out) == (epochs_run == 1)
 
 
 @needs_sandbox

@@ -163,6 +163,8 @@ def test_compared_curves_draw_every_history_in_every_view():
     assert list(by_time.get_lines()[0].get_xdata()) == [2.0, 5.0, 10.0] and by_time.get_ylabel() == "loss"
     assert list(by_time.get_lines()[0].get_ydata()) == [r["val_loss"] for r in HISTORY]
     assert fig._suptitle.get_text() == "two runs"
+    assert by_epoch.get_legend() is None and by_time.get_legend() is None  # one legend for both panels
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a validation", "a train", "b validation", "b train"]
     plt.close(fig)
 
 
