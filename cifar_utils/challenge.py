@@ -119,10 +119,12 @@ class Deadline(Callback):
     """Stop training after the epoch past which one more, as slow as the slowest so far (its
     validation included), would leave less than `reserve` seconds of the budget for the
     predictions. Task.epochs_that_fit plans from a few seconds of timing, which a busy machine
-    can make optimistic; this holds the plan to the clock."""
+    can make optimistic; this holds the plan to the clock. A net, not a plan: stopped early, the
+    schedule has not finished lowering the rate."""
 
     def __init__(self, task: Task, reserve: float):
-        self.task, self.reserve, self.slowest = task, reserve, 0.0
+        self.task, self.reserve = task, reserve
+        self.started = self.slowest = 0.0  # when the current epoch began; the longest epoch so far
 
     def on_epoch_start(self, state: FitState) -> None:
         self.started = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 from .precision import ComputeFormat, candidates, default_format, parse, plain_copy, prepare, unwrap
@@ -53,7 +54,9 @@ def size_on_disk_mb(model: nn.Module) -> float:
 
 
 def median_ms(call: Callable[[], object], runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of call() in milliseconds, over `runs` calls after `warmup` untimed ones."""
+    """Median wall time of call() in milliseconds, over `runs` calls after `warmup` untimed ones.
+    (A median of single calls, as the notebooks' LATENCY_RUNS says: torch.utils.benchmark's
+    Timer has medians of blocks within a time budget instead.)"""
     for _ in range(warmup):
         call()
     times = []
@@ -178,17 +181,13 @@ def choose(request: str, model: nn.Module, batch_size: int, device: torch.device
 @torch.no_grad()
 def inference_throughput(model: nn.Module, device: torch.device, batch_size: int = 256,
                          steps: int = 20, image_size: int = 32) -> float:
-    """Images per second of inference at `batch_size`, after warm-up."""
+    """Images per second of inference at `batch_size`: torch.utils.benchmark's Timer over `steps`
+    batches, after its own warm-up, on all of torch's threads (the Timer's default is one); on a
+    GPU it waits for the kernels before it reads the clock."""
     model.to(device).eval()
     x = torch.randn(batch_size, 3, image_size, image_size, device=device)
-    for _ in range(3):
-        model(x)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        model(x)
-    _sync(device)
-    return batch_size * steps / (time.perf_counter() - start)
+    timer = benchmark.Timer("model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads())
+    return batch_size / timer.timeit(steps).mean
 
 
 def deployment_costs(model: nn.Module, device: torch.device, latency_runs: int = 50, image_size: int = 32) -> dict:

@@ -127,7 +127,7 @@ def pretraining(trained_on: str, pretrained: Run, control: Run) -> str:
 def upsampling(small: Run, big: Run, size: int) -> str:
     cost = big.history[-1]["seconds"] / max(small.history[-1]["seconds"], 1e-9)
     return (f"Upsampling: {small.test['top1']:.1%} at 32 px, {big.test['top1']:.1%} at {size} px, where a step "
-            f"costs {cost:.1f}x the time.")
+            f"costs {cost:.1f}× the time.")
 
 
 # 04 · freeze, then unfreeze
@@ -166,7 +166,7 @@ def onnx_runtime(record: dict) -> str:
     export.to_onnx_checked): the largest difference in their outputs, and which is faster at
     batch 1 on the CPU, by how much."""
     onnx_ms, torch_ms = record["onnx_latency_ms"], record["cpu_latency_ms"]
-    faster = f"{torch_ms / onnx_ms:.1f}x as fast" if onnx_ms <= torch_ms else f"{onnx_ms / torch_ms:.1f}x slower"
+    faster = f"{torch_ms / onnx_ms:.1f}× as fast" if onnx_ms <= torch_ms else f"{onnx_ms / torch_ms:.1f}× slower"
     return (f"{record['name']}: ONNX Runtime against PyTorch (fp32): largest difference {record['onnx_max_abs_diff']:.1e}; "
             f"batch 1 on the CPU {onnx_ms:.2f} ms against {torch_ms:.2f} ms in PyTorch, {faster}")
 

@@ -80,15 +80,28 @@ def test_a_learners_run_scores_itself_and_says_whether_it_kept_to_the_budget(mon
         task.submit_predictions(predicted.argmax(1).numpy())  # 8 predictions for 1,000 images
 
 
-@pytest.mark.parametrize("reserve,epochs_run", [(0.0, 3), (20.0, 1)])
-def test_the_deadline_stops_training_when_another_epoch_would_eat_the_reserve(reserve, epochs_run, capsys):
+class Slow(train.Callback):
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_epoch_end(self, state: train.FitState) -> None:
+        time.sleep(self.seconds)  # before the deadline's own on_epoch_end: part of the epoch it times
+
+
+@pytest.mark.parametrize("left,reserve,epoch_seconds,epochs_run", [
+    (10.0, 0.0, 0.0, 3),  # epochs of milliseconds with 10 s left: all three
+    (10.0, 20.0, 0.0, 1),  # a reserve larger than what is left: stop after the first
+    (2.0, 1.0, 0.6, 1),  # 1.4 s left after an epoch of 0.6: the reserve would still be there, but not after another
+])
+def test_the_deadline_stops_training_when_another_epoch_would_eat_the_reserve(left, reserve, epoch_seconds,
+                                                                              epochs_run, capsys):
     task = challenge.Task(data.ImageSet(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64)),
-                          np.zeros((0, 32, 32, 3), np.uint8), ["a", "b"], seconds=3600.0, started=time.time() - 3590)
+                          np.zeros((0, 32, 32, 3), np.uint8), ["a", "b"], seconds=3600.0, started=time.time() - 3600 + left)
     model = models.build("logistic_regression", 2, seed=0)
     batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 2, (8,)))] * 2
     history = train.fit(model, batches, batches, epochs=3, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-                        callbacks=[task.deadline(reserve)])
-    assert len(history) == epochs_run  # 10 s left: enough for epochs of milliseconds, not for a reserve of 20 s
+                        callbacks=[Slow(epoch_seconds), task.deadline(reserve)])
+    assert len(history) == epochs_run
     assert ("Stopped after epoch 1 of 3" in capsys.readouterr().out) == (epochs_run == 1)
 
 

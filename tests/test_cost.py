@@ -127,3 +127,20 @@ def test_deployment_costs_count_by_hand_and_leave_gpu_throughput_to_a_gpu():
     assert costs["flops"] == 2 * 3 * 8 * 9 * 32 * 32 + 2 * 8 * 10  # the convolution's and the layer's multiply-adds
     assert 314 * 4 / 1e6 < costs["size_mb"] < 0.01  # 314 fp32 parameters and the file's bookkeeping
     assert costs["cpu_latency_ms"] > 0 and costs["gpu_images_per_s"] is None
+
+
+class Sleeper(nn.Module):
+    """A network whose every forward pass takes at least 20 ms, whatever the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(3, 2)
+
+    def forward(self, x):
+        time.sleep(0.02)
+        return self.linear(x.mean(dim=(2, 3)))
+
+
+def test_inference_throughput_is_the_batch_over_the_time_of_a_pass():
+    rate = cost.inference_throughput(Sleeper(), torch.device("cpu"), batch_size=8, steps=5)
+    assert 100 < rate <= 8 / 0.02  # 8 images a pass of at least 20 ms: at most 400 a second, and not far below

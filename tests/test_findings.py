@@ -111,5 +111,5 @@ def test_the_input_pipeline_sentence_compares_each_feed_with_the_next():
 def test_onnx_runtime_says_the_difference_and_which_runtime_is_faster():
     record = {"name": "resnet18", "onnx_max_abs_diff": 2.4e-6, "onnx_latency_ms": 2.0, "cpu_latency_ms": 5.0}
     assert findings.onnx_runtime(record) == ("resnet18: ONNX Runtime against PyTorch (fp32): largest difference 2.4e-06; "
-                                             "batch 1 on the CPU 2.00 ms against 5.00 ms in PyTorch, 2.5x as fast")
-    assert findings.onnx_runtime({**record, "onnx_latency_ms": 6.0}).endswith("6.00 ms against 5.00 ms in PyTorch, 1.2x slower")
+                                             "batch 1 on the CPU 2.00 ms against 5.00 ms in PyTorch, 2.5× as fast")
+    assert findings.onnx_runtime({**record, "onnx_latency_ms": 6.0}).endswith("6.00 ms against 5.00 ms in PyTorch, 1.2× slower")
