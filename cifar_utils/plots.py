@@ -108,13 +108,12 @@ def compared_curves(histories: dict[str, list[dict]], views: Sequence[tuple[str,
     """A panel per view, (metric, against) such as ("top1", "epoch") or ("loss", "seconds"), with
     the train and validation curves of every labelled history, the whole under `title`.
     Returns the figure."""
-    fig, axes = panels(1, len(views))
-    axes = np.atleast_1d(axes)
-    for ax, (metric, against) in zip(axes, views):
+    fig, _ = panels(1, len(views))
+    for ax, (metric, against) in zip(fig.axes, views):
         for label, history in histories.items():
             learning_curves(history, metric, label=label, ax=ax, against=against)
         ax.get_legend().remove()  # every panel draws the same lines: one legend serves them all
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper")
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside right upper")
     if title:
         fig.suptitle(title)
     return fig
