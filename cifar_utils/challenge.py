@@ -21,13 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import cost, data, loaders, metrics
+from . import cost, data, loaders
+from .export import Deployable
+from .precision import plain_copy
 from .settings import Config, graded_challenge
-from .tensor_loader import TensorLoader
 from .train import Callback, FitState
 
 PREDICTIONS = "predictions.npy"  # what a graded run hands in: one class index per test image, in order
-WEIGHTS = "model.pt"  # and its network's state_dict, from which the grader counts parameters
+NETWORK = "network.pt2"  # and its network, as torch.export saves it: (N, 32, 32, 3) uint8 in, scores out
+EXPORT_BATCH = 100  # the exported network takes batches of this many images
 
 
 @dataclass
@@ -84,35 +86,74 @@ class Task:
         return max(1, min(epochs, most or epochs))
 
     def submit(self, model: nn.Module, mean, std, flip_tta: bool = False) -> dict:
-        """Hand in the model's predictions for the test images (normalised with the training
-        statistics `mean` and `std`). Graded: written for the grader. A learner's run: scored."""
-        test = data.ImageSet(self.test_images, np.zeros(len(self.test_images), dtype=np.int64))
-        device = next(model.parameters()).device
-        batch = TensorLoader(test, 512, tuple(mean), tuple(std), shuffle=False, augment=False, device=device)
-        logits, _ = metrics.predict(model, batch, device, flip_tta=flip_tta)
-        predicted = logits.argmax(1).numpy()
-        return self.submit_predictions(predicted, model)
+        """Hand in the model and its predictions for the test images (normalised with the training
+        statistics `mean` and `std`). Graded: written for the grader. A learner's run: scored.
 
-    def submit_predictions(self, predicted: np.ndarray, model: nn.Module | None = None) -> dict:
-        """Hand in class indices, one per test image in order (for predictions made another
-        way: an ensemble, say); `model`, if given, is what the parameters are counted from."""
+        The predictions are those of the network as the grader reads it (`graded_network`,
+        exported): fp32 on the CPU, so they agree with what the grader's scorer computes."""
+        program = export_graded(model, mean, std, flip_tta)
+        return self.submit_predictions(classes_of(program.module(), self.test_images), program, model)
+
+    def submit_predictions(self, predicted: np.ndarray, program: torch.export.ExportedProgram,
+                           model: nn.Module | None = None) -> dict:
+        """Hand in class indices, one per test image in order (made another way, an ensemble
+        say), and the network a graded run is scored on (`export_graded`: one network, so an
+        ensemble hands in one module that averages its members); `model` is counted."""
         predicted = np.asarray(predicted)
         if predicted.shape != (len(self.test_images),) or not np.issubdtype(predicted.dtype, np.integer):
             raise ValueError(f"hand in one class index per test image: an integer array of shape "
                              f"({len(self.test_images)},), not {predicted.dtype} {predicted.shape}")
         seconds = self.seconds_used()
-        params = cost.count_parameters(model) if model is not None else None
+        params = cost.count_parameters(model if model is not None else program.module())
         if self.out is not None:
             np.save(self.out / PREDICTIONS, predicted.astype(np.int64))
-            if model is not None:
-                torch.save({k: v.detach().cpu() for k, v in _unwrapped(model).state_dict().items()}, self.out / WEIGHTS)
-            print(f"Handed in {len(predicted):,} predictions after {seconds:.0f} s of the {self.seconds:.0f} s budget.")
+            torch.export.save(program, self.out / NETWORK)
+            print(f"Handed in the network and {len(predicted):,} predictions after {seconds:.0f} s of the "
+                  f"{self.seconds:.0f} s budget.")
             return {"seconds": seconds, "params": params}
         top1 = float((predicted == self.test_labels).mean())
         within = "within" if seconds <= self.seconds else "OVER"
         print(f"Test top-1 {top1:.1%} ({len(predicted):,} test images), {seconds:.0f} s from the kernel's start: "
-              f"{within} the {self.seconds:.0f} s budget" + (f"; {params:,} parameters." if params else "."))
+              f"{within} the {self.seconds:.0f} s budget; {params:,} parameters.")
         return {"test_top1": top1, "seconds": seconds, "params": params, "within_budget": seconds <= self.seconds}
+
+
+class _FlipAveraged(nn.Module):
+    """The mean of a network's scores for the images and for their mirror images."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, H, W, 3)
+        return (self.network(images) + self.network(images.flip(2))) / 2
+
+
+def graded_network(model: nn.Module, mean, std, flip_tta: bool = False) -> nn.Module:
+    """What the grader scores: uint8 images (N, 32, 32, 3) in, class probabilities out, with the
+    normalisation (and flip test-time augmentation, if asked) inside; fp32, eval mode, CPU."""
+    network = Deployable(plain_copy(model), tuple(mean), tuple(std))
+    return (_FlipAveraged(network) if flip_tta else network).eval()
+
+
+def export_graded(model: nn.Module, mean, std, flip_tta: bool = False) -> torch.export.ExportedProgram:
+    """The graded network, exported (torch.export) for batches of EXPORT_BATCH images: a file
+    the grader runs without the notebook's code."""
+    example = torch.zeros(EXPORT_BATCH, 32, 32, 3, dtype=torch.uint8)
+    return torch.export.export(graded_network(model, mean, std, flip_tta), (example,))
+
+
+def classes_of(network: nn.Module, images: np.ndarray) -> np.ndarray:
+    """The class a network taking EXPORT_BATCH uint8 images (N, 32, 32, 3) at a time gives each image."""
+    predicted = []
+    with torch.no_grad():
+        for start in range(0, len(images), EXPORT_BATCH):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start:start + EXPORT_BATCH]))
+            count = len(batch)
+            if count < EXPORT_BATCH:  # the last batch, padded to the exported size
+                batch = torch.cat([batch, batch.new_zeros(EXPORT_BATCH - count, *batch.shape[1:])])
+            predicted.append(network(batch)[:count].argmax(1))
+    return torch.cat(predicted).numpy().astype(np.int64) if predicted else np.zeros(0, np.int64)
 
 
 class Deadline(Callback):
@@ -137,10 +178,6 @@ class Deadline(Callback):
             state.stop = True
 
 
-def _unwrapped(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # precision.Prepared holds the model itself
-
-
 def task(cfg: Config, minutes: float | None = None) -> Task:
     """The challenge as this run sees it: graded, what the grader handed in; else the data of
     cfg (its training split whole, and its test images) with `minutes` (None: the profile's)."""
@@ -148,11 +185,12 @@ def task(cfg: Config, minutes: float | None = None) -> Task:
 
     started = psutil.Process().create_time()  # the kernel's start: the budget counts from there
     graded = graded_challenge()
-    if graded is not None:
+    if graded is not None:  # graded: from the grader's start of the run, which came first
         with np.load(graded.data / "train.npz", allow_pickle=False) as train:
             images, labels, classes = train["images"], train["labels"], train["classes"].tolist()
         test_images = np.load(graded.data / "test_images.npy", allow_pickle=False)
-        return Task(data.ImageSet(images, labels), test_images, classes, graded.seconds, started, graded.out)
+        return Task(data.ImageSet(images, labels), test_images, classes, graded.seconds, min(started, graded.started),
+                    graded.out)
     cifar = data.load_for(cfg, show=False)
     seconds = 60 * (cfg.profile.challenge_minutes if minutes is None else minutes)
     return Task(cifar.train, cifar.test.images, cifar.classes, seconds, started, test_labels=cifar.test.labels,

@@ -22,6 +22,7 @@ TENSORBOARD_ENV = "CIFAR_COURSE_TENSORBOARD"
 CHALLENGE_ENV = "CIFAR_CHALLENGE_DIR"  # these three: set by the challenge's grader, for a graded run
 CHALLENGE_OUT_ENV = "CIFAR_CHALLENGE_OUT"
 CHALLENGE_SECONDS_ENV = "CIFAR_CHALLENGE_SECONDS"
+CHALLENGE_STARTED_ENV = "CIFAR_CHALLENGE_STARTED"
 ENVIRONMENT = {
     PROFILE_ENV: "the profile PROFILE='auto' (or 'auto-short') resolves to (smoke | laptop | short | full)",
     DATA_ENV: "where DATA_DIR=None looks for the data (default ./data)",
@@ -36,6 +37,7 @@ ENVIRONMENT = {
                    "and the test images without labels",
     CHALLENGE_OUT_ENV: "set by `course challenge`: where the graded run hands in its predictions",
     CHALLENGE_SECONDS_ENV: "set by `course challenge`: the graded run's time budget in seconds",
+    CHALLENGE_STARTED_ENV: "set by `course challenge`: when the grader started the run (seconds since the epoch)",
 }
 
 DATASETS = ("cifar10", "cifar100")
@@ -277,8 +279,9 @@ class GradedChallenge:
     """What the challenge's grader tells a graded run of 09 (through the environment)."""
 
     data: Path  # train.npz (images, labels) and test_images.npy, read-only
-    out: Path  # where the predictions go
+    out: Path  # where the predictions and the network go
     seconds: float  # the run's budget
+    started: float  # when the grader started the run: the budget counts from there
 
 
 def graded_challenge() -> GradedChallenge | None:
@@ -286,4 +289,4 @@ def graded_challenge() -> GradedChallenge | None:
     if not os.environ.get(CHALLENGE_ENV):
         return None
     return GradedChallenge(Path(os.environ[CHALLENGE_ENV]), Path(os.environ[CHALLENGE_OUT_ENV]),
-                           float(os.environ[CHALLENGE_SECONDS_ENV]))
+                           float(os.environ[CHALLENGE_SECONDS_ENV]), float(os.environ[CHALLENGE_STARTED_ENV]))

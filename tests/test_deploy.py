@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cifar_course import demo
 from cifar_utils import checkpoints, data, export, loaders, models, recipe, settings
-from cifar_utils.course import demo
 
 PHOTOS = sorted(p for p in demo.PHOTOS.iterdir() if p.suffix.lower() in data.IMAGE_SUFFIXES)
 
@@ -101,7 +101,7 @@ def test_the_demo_agrees_with_the_notebooks_preprocessing(checkpoint):
 def test_without_gradio_the_demo_says_what_to_install(monkeypatch, capsys):
     import builtins
 
-    from cifar_utils.course.__main__ import main as course_main
+    from cifar_course.__main__ import main as course_main
 
     real_import = builtins.__import__
 

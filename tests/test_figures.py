@@ -111,7 +111,7 @@ def test_panels_side_by_side_keep_each_legend_off_the_next_panel():
 
 
 def test_the_reports_figures_read_at_a_glance_with_many_runs():
-    from cifar_utils.course import report
+    from cifar_course import report
 
     rows = [{**r, "history": history(r["epochs"])} for r in records(30)]
     for title, fig in report.figures(rows):

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from helpers import NOTEBOOK_DIR
 
-from cifar_utils.course import assignments
+from cifar_course import assignments
 
 pytest.importorskip("nbgrader")
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))

@@ -15,9 +15,9 @@ import sys
 import pytest
 from helpers import NOTEBOOK_DIR
 
+from cifar_course.__main__ import main as course_main
 from cifar_utils import checkpoints as ckpt
 from cifar_utils import cost, data, findings, models, results, settings
-from cifar_utils.course.__main__ import main as course_main
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE",

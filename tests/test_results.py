@@ -150,7 +150,7 @@ def test_every_number_reads_by_what_its_key_says_it_is(key, value, expected):
 
 
 def test_takeaways_are_said_and_written_and_the_report_leads_with_them(tmp_path, capsys):
-    from cifar_utils.course import report
+    from cifar_course import report
 
     cfg = settings.resolve(profile="smoke", results_dir=str(tmp_path))
     lessons = results.Takeaways()

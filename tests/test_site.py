@@ -25,7 +25,7 @@ BUILD_SECONDS = 180  # the README's promise on two cores
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The site built by `python -m cifar_utils.course site` from two executed smoke notebooks."""
+    """The site built by `course site` from two executed smoke notebooks."""
     if CHROMEDRIVER is None:
         pytest.skip("no chromedriver on PATH (Debian/Ubuntu: apt-get install chromium chromium-driver)")
     pytest.importorskip("selenium", reason="Selenium is not installed (pip install selenium)")
@@ -48,7 +48,7 @@ def site(tmp_path_factory):
 
 
 # `course site` with the references of the test run instead of the committed ones
-_BUILD = ("import sys; from pathlib import Path; from cifar_utils.course import site; "
+_BUILD = ("import sys; from pathlib import Path; from cifar_course import site; "
           "site.build(Path(sys.argv[1]), 'smoke', references=Path(sys.argv[2]))")
 
 

@@ -24,4 +24,4 @@ def test_the_workflow_runs_the_readmes_install_and_test_commands():
     assert install in readme and f"```bash\n{test}\n```" in readme
     steps = re.findall(r"^\s+run: (.+)$", WORKFLOW.read_text(), flags=re.MULTILINE)
     assert steps[:2] == [install, test]
-    assert "python -m cifar_utils.course run --profile full" in WORKFLOW.read_text()
+    assert "course run --profile full" in WORKFLOW.read_text()

@@ -1,7 +1,7 @@
 """Make a course run into the team's reference: docs/reference/<profile>/, each notebook's
 results JSON and its executed notebook, saying where they came from.
 
-    python -m cifar_utils.course run --profile laptop --out runs/laptop-jpeg \
+    course run --profile laptop --out runs/laptop-jpeg \
         -p DATA_DIR data/cifar10-jpeg.tar.xz -p DOWNLOAD False
     python tools/make_reference.py runs/laptop-jpeg --machine "2 cores of an AMD EPYC (AVX-512 BF16)" \
         --data "JPEG CIFAR-10 (all 60,000 images)"
@@ -34,7 +34,7 @@ MAX_BYTES = 1_000_000  # of a reference notebook, figures included
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path, help="a folder written by `python -m cifar_utils.course run`")
+    parser.add_argument("run", type=Path, help="a folder written by `course run`")
     parser.add_argument("--machine", required=True, help="the hardware, in words")
     parser.add_argument("--data", required=True, help="the data, in words (original CIFAR files, or which copy)")
     parser.add_argument("--date", default=date.today().isoformat())

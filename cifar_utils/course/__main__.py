@@ -1,60 +1,10 @@
-"""python -m cifar_utils.course COMMAND ...: one parser, a sub-command per tool.
+"""`python -m cifar_utils.course COMMAND`: the old name of `course COMMAND`, kept for one release."""
 
-The tools' functions raise exceptions that say what is wrong; only main() turns them into a
-message and an exit status (2 for a request that cannot be carried out).
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
 
-import cifar_utils.course as tooling
-
-from ..checkpoints import CheckpointError
-from ..data import DataError
-from . import assignments, bench, demo, leaderboard, runner, site
-
-# name -> (help, add its arguments, carry it out)
-COMMANDS = {
-    "run": ("execute the notebooks with papermill, then report", runner.add_run_arguments, runner.run_command),
-    "report": ("rebuild the report of a run folder", runner.add_report_arguments, runner.report_command),
-    "generate": ("write student versions of the notebooks", assignments.add_generate_arguments,
-                 assignments.generate_command),
-    "grade": ("run submissions in a sandbox and score their exercises", assignments.add_grade_arguments,
-              assignments.grade_command),
-    "challenge": ("run 09's challenge submissions within the time budget, and rank them",
-                  leaderboard.add_challenge_arguments, leaderboard.challenge_command),
-    "bench": ("the input paths against the compute ceiling", bench.add_bench_arguments, bench.bench_command),
-    "site": ("build the course site (offline, from the executed references)", site.add_site_arguments,
-             site.site_command),
-    "demo": ("serve a trained model as a web demo (Gradio)", demo.add_demo_arguments, demo.demo_command),
-}
-# what a user can cause and fix: said in one line, no traceback
-USER_ERRORS = (runner.ParameterError, assignments.SandboxUnavailable, leaderboard.ChallengeError, site.SiteError, demo.DemoError, DataError,
-               CheckpointError, FileNotFoundError)
-
-
-def parser() -> argparse.ArgumentParser:
-    """The command line: `python -m cifar_utils.course COMMAND --help` for each command's."""
-    top = argparse.ArgumentParser(prog="python -m cifar_utils.course", description=tooling.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (help_text, add_arguments, handler) in COMMANDS.items():
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(sub)
-        sub.set_defaults(handler=handler)
-    return top
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
+from cifar_course.__main__ import main
 
 if __name__ == "__main__":
+    print("note: `python -m cifar_utils.course` is now `course` (or `python -m cifar_course`); "
+          "the old form goes in the next release.", file=sys.stderr)
     sys.exit(main())

@@ -1,10 +1,11 @@
 """The grader's child: run one submission with papermill, inside the sandbox.
 
-Run as a script by path (`python _child.py ...`), not as `-m cifar_utils...`: importing the
-package would load torch and matplotlib, seconds of start-up per submission for a process
-that only drives papermill (the kernel it starts imports what the notebook needs).
+Run as a script by path (`python _child.py ...`), not as `-m cifar_course...`: importing the
+packages would load torch and matplotlib, seconds of start-up per submission for a process
+that only drives papermill (the kernel it starts imports what the notebook needs). Its limits
+(memory, processes, file size) were set before it started, by the sandbox's launcher.
 
-    python _child.py SOURCE TARGET CELL_SECONDS MEMORY_BYTES [PARAMETERS_JSON [STOP_AT_ERROR]]
+    python _child.py SOURCE TARGET CELL_SECONDS [PARAMETERS_JSON [STOP_AT_ERROR]]
 
 PARAMETERS_JSON: what papermill injects (default: the smoke profile, results in ./results).
 STOP_AT_ERROR "1": stop at the first cell that fails (the challenge); else every cell runs, so
@@ -12,19 +13,16 @@ that each exercise's check has its say (the assignments).
 """
 
 import json
-import resource
 import sys
 from pathlib import Path
 
 EXERCISE_PARAMETERS = '{"PROFILE": "smoke", "RESULTS_DIR": "results"}'
 
 
-def main(source: str, target: str, cell_seconds: str, memory_bytes: str, parameters: str = EXERCISE_PARAMETERS,
+def main(source: str, target: str, cell_seconds: str, parameters: str = EXERCISE_PARAMETERS,
          stop_at_error: str = "0") -> None:
     import papermill
 
-    limit = int(memory_bytes)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # the kernel inherits it
     try:
         papermill.execute_notebook(source, target, kernel_name="python3", parameters=json.loads(parameters),
                                    progress_bar=False, execution_timeout=float(cell_seconds),
@@ -35,4 +33,4 @@ def main(source: str, target: str, cell_seconds: str, memory_bytes: str, paramet
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:7])
+    main(*sys.argv[1:6])

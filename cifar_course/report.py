@@ -9,7 +9,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
 
-from .. import plots, results
+from cifar_utils import plots, results
 
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),

@@ -1,11 +1,11 @@
 """Run the whole course headless with papermill, then report what every notebook measured.
 
-    python -m cifar_utils.course run [--only 00 02] [--profile smoke] [-p EPOCHS 3] [--out DIR]
-    python -m cifar_utils.course run --out DIR --resume   # skip notebooks already done
-    python -m cifar_utils.course run --seeds 0 1 2        # once per seed, then mean ± std
-    python -m cifar_utils.course report DIR               # rebuild DIR/report.md and .html
+    course run [--only 00 02] [--profile smoke] [-p EPOCHS 3] [--out DIR]
+    course run --out DIR --resume   # skip notebooks already done
+    course run --seeds 0 1 2        # once per seed, then mean ± std
+    course report DIR               # rebuild DIR/report.md and .html
 
-The command line itself is cifar_utils.course.__main__'s; this module adds the arguments of
+The command line itself is cifar_course.__main__'s; this module adds the arguments of
 `run` and `report` and carries them out.
 """
 
@@ -21,8 +21,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from .. import data, settings
-from ..settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS, TENSORBOARD_ENV
+from cifar_utils import data, settings
+from cifar_utils.settings import DATASETS, DEVICES, PLAIN_PROGRESS_ENV, PROFILES, SELECTORS, TENSORBOARD_ENV
+
 from . import report
 
 STATE_FILE = "run.json"

