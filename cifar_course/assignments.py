@@ -36,7 +36,7 @@ import nbformat
 
 from cifar_utils.settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 
-from . import own_work, probes, sandbox, tables
+from . import gradebook, own_work, probes, sandbox
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
@@ -407,46 +407,6 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     return [r for i in sorted(records) for r in records[i]]
 
 
-def gradebook(records: list[dict]) -> list[dict]:
-    """One row per student: points per exercise, the total and the maximum of the autograded
-    ones, and the points of the written answers still to grade by hand."""
-    rows: dict[str, dict] = {}
-    for r in records:
-        row = rows.setdefault(r["student"], {"student": r["student"], "total": 0.0, "max": 0.0,
-                                             "by_hand": 0.0})
-        if r["points"] is None:  # a written answer
-            row[r["exercise"]] = "by hand" if r["answer"] else 0.0
-            row["by_hand"] += r["max_points"]
-            continue
-        row[r["exercise"]] = r["points"]
-        row["total"] += r["points"]
-        row["max"] += r["max_points"]
-    return list(rows.values())
-
-
-def write_gradebook(records: list[dict], csv_path: Path | None, json_path: Path | None) -> None:
-    """The gradebook (a row per student, CSV) and the records (JSON), each replaced whole, so a
-    crash leaves the last complete version: called after every submission."""
-    if csv_path:
-        columns = ["student", *dict.fromkeys(r["exercise"] for r in records), "total", "max", "by_hand"]
-        with tables.replaced(csv_path) as f:
-            tables.write_csv(f, columns, gradebook(records))
-    if json_path:
-        with tables.replaced(json_path) as f:
-            f.write(json.dumps(records, indent=2) + "\n")
-
-
-def print_table(records: list[dict]) -> None:
-    width = max([len(f"{r['student']!r} {r['notebook']}") for r in records] + [8])
-    for r in records:
-        mark = {True: "PASS", False: "FAIL", None: "HAND"}[r["passed"]]
-        print(f"{repr(r['student']) + ' ' + r['notebook']:<{width}}  {r['exercise']:<28} {mark}  "
-              f"{tables.one_line(r['message'])[:90]}")
-    for row in gradebook(records):
-        by_hand = f", plus {row['by_hand']:g} for written answers to grade by hand" if row["by_hand"] else ""
-        print(f"{row['student']!r}: {row['total']:g}/{row['max']:g}{by_hand}")
-
-
 def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
     """The `generate` command's arguments."""
     gen.add_argument("--out", type=Path, required=True)
@@ -481,7 +441,7 @@ def grade_command(args: argparse.Namespace) -> int:
     submission is graded."""
     limits = sandbox.Limits(args.timeout, args.cell_timeout, int(args.memory_gb * 2**30))
     records = grade(args.submissions, args.source, args.jobs, limits, not args.no_sandbox,
-                    on_graded=lambda so_far: write_gradebook(so_far, args.csv, args.json))
-    print_table(records)
-    write_gradebook(records, args.csv, args.json)
+                    on_graded=lambda so_far: gradebook.write(so_far, args.csv, args.json))
+    gradebook.print_table(records)
+    gradebook.write(records, args.csv, args.json)
     return 0

