@@ -1,6 +1,7 @@
 """The course site: the README as its home page, every notebook in course order with its
-outputs (the executed reference of a profile where there is one), the measurements page, and
-search; built by Jupyter Book into a folder that works offline, opened from the folder itself.
+outputs (the executed reference of a profile where there is one), the docs pages (running,
+teaching, the package, measurements), and search; built by Jupyter Book into a folder that
+works offline, opened from the folder itself.
 
     course site --out site     # then open site/index.html
 """
@@ -36,6 +37,7 @@ sphinx:
 """
 # the README table's links to the executed runs, " ([run](docs/reference/laptop/NN_x.ipynb))":
 # on the site every notebook page is its executed run already
+DOCS = ("running", "teaching", "package", "measurements")  # docs/<page>.md, after the notebooks
 EXECUTED_LINK = re.compile(r" \(\[run\]\(docs/reference/[^)]+\)\)")
 # what a page may not load from elsewhere: the site must work from its folder, offline
 REMOTE = re.compile(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](?:https?:)?//""", re.IGNORECASE)
@@ -86,7 +88,7 @@ def build(out: Path, profile: str = "laptop", root: Path = ROOT, references: Pat
 
 def _sources(book: Path, root: Path, references: Path) -> list[str]:
     """Lay out the book's sources: the README, the notebooks (executed references where there
-    are), the measurements; return the chapters in course order."""
+    are), the docs pages; return the chapters in course order."""
     (book / "notebooks").mkdir(parents=True)
     (book / "docs").mkdir()
     readme = EXECUTED_LINK.sub("", (root / "README.md").read_text())
@@ -96,5 +98,6 @@ def _sources(book: Path, root: Path, references: Path) -> list[str]:
         executed = references / notebook.name
         shutil.copy(executed if executed.is_file() else notebook, book / "notebooks" / notebook.name)
         chapters.append(f"notebooks/{notebook.stem}")
-    shutil.copy(root / "docs" / "measurements.md", book / "docs" / "measurements.md")
-    return [*chapters, "docs/measurements"]
+    for page in DOCS:
+        shutil.copy(root / "docs" / f"{page}.md", book / "docs" / f"{page}.md")
+    return [*chapters, *(f"docs/{page}" for page in DOCS)]

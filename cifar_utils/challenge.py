@@ -2,12 +2,15 @@
 
 A run may use anything the course taught, within a budget of the machine's time counted from
 the kernel's start (imports, data, training and predictions all count). It ends by handing in
-its predictions for the test images (`Task.submit`).
+its network and its predictions for the test images (`Task.submit`).
 
 Run by a learner, the test labels stay inside the Task, which scores the predictions and says
-how long the run took. Graded (`python -m cifar_utils.course challenge`), the run sees the
-training images and the test images *without* their labels, in an order of the grader's own;
-the grader scores the predictions outside the run's sandbox and ranks the class.
+how long the run took. Graded (`course challenge`), the budget counts from the grader's start of
+the run; the run sees the training images and half of the test images *without* their labels,
+in an order of the grader's own. What is scored is the network it hands in (`NETWORK`: uint8
+images in, class scores out, its normalisation and flip test-time augmentation inside), on the
+other half of the test images, which the run never sees, each flipped, shifted and re-encoded.
+The predictions it hands in must agree with what that network predicts, or the run is marked.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def test_a_terminal_also_sees_the_current_cell(tmp_path):
     write_notebooks(notebooks, log, tmp_path / "never", count=1)
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100 characters
-    command = [sys.executable, "-m", "cifar_utils.course", "run", "--profile", "smoke",
+    command = [sys.executable, "-m", "cifar_course", "run", "--profile", "smoke",
                "--out", str(tmp_path / "run"), "--notebooks", str(notebooks)]
     child = subprocess.Popen(command, stdout=terminal, stderr=terminal)
     os.close(terminal)
@@ -195,3 +195,14 @@ def test_seeds_run_everything_once_per_seed_and_report_mean_and_spread(tmp_path,
     assert "50.5% ± 0.0%" in rows["steady"] and "0.5 points (within the spread)" in rows["steady"]
     assert rows["far"].endswith("| 11.0 points |")  # 11 points behind: beyond the spread
     assert "Across the seeds:" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # three interpreters that import torch
+def test_the_tooling_answers_as_course_and_as_python_m_and_the_old_name_says_where_it_went():
+    scripts = Path(sys.executable).parent
+    for command in ([str(scripts / "course"), "--help"], [sys.executable, "-m", "cifar_course", "--help"],
+                    [sys.executable, "-m", "cifar_utils.course", "--help"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "grade" in done.stdout and "challenge" in done.stdout, command
+        old = "cifar_utils.course" in command
+        assert ("is now `course`" in done.stderr) == old, done.stderr

@@ -130,7 +130,7 @@ def test_the_web_demo_classifies_an_uploaded_photo_in_a_browser(checkpoint, tmp_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cifar_utils.course", "demo", str(checkpoint), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "cifar_course", "demo", str(checkpoint), "--port", str(port)],
                               env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}, stdout=subprocess.DEVNULL,
                               stderr=open(tmp_path / "demo.log", "wb"))
     url = f"http://127.0.0.1:{port}"

@@ -105,14 +105,14 @@ def test_results_dir_follows_the_environment(monkeypatch, tmp_path):
     assert settings.resolve(profile="smoke").results_dir == tmp_path / "r"
 
 
-def test_every_environment_variable_the_package_reads_is_in_the_table_and_the_readme():
+def test_every_environment_variable_the_package_reads_is_in_the_table_and_the_docs():
     root = Path(__file__).parent.parent
     source = "\n".join(p.read_text() for p in (root / "cifar_utils").rglob("*.py"))
     literal = set(re.findall(r"[\"'](CIFAR_[A-Z_]+)[\"']", source))
     assert literal == set(settings.ENVIRONMENT)  # defined once, in settings, and nowhere else
     assert all(name.startswith("CIFAR_") for name in settings.ENVIRONMENT)
-    readme = (root / "README.md").read_text()
-    assert all(f"`{name}`" in readme for name in settings.ENVIRONMENT)
+    running = (root / "docs" / "running.md").read_text()
+    assert all(f"`{name}`" in running for name in settings.ENVIRONMENT)
 
 
 def test_every_profile_budgets_every_kind_of_training_with_at_least_a_batch():

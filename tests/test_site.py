@@ -17,6 +17,7 @@ import pytest
 from helpers import NOTEBOOK_DIR
 from test_browser import CHROMEDRIVER, wait_for
 
+from cifar_course import site as course_site
 from cifar_utils.settings import DATA_ENV, PROFILE_ENV, RESULTS_ENV
 
 pytestmark = pytest.mark.browser
@@ -33,7 +34,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("site")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernels draw their figures inline
     env.update({PROFILE_ENV: "smoke", DATA_ENV: str(tmp / "no-data"), RESULTS_ENV: str(tmp / "results")})
-    course = [sys.executable, "-m", "cifar_utils.course"]
+    course = [sys.executable, "-m", "cifar_course"]
     subprocess.run([*course, "run", "--profile", "smoke", "--only", "00", "01", "--out", str(tmp / "run"),
                     "--notebooks", str(NOTEBOOK_DIR)], env=env, check=True, capture_output=True)
     subprocess.run([sys.executable, str(NOTEBOOK_DIR.parent / "tools" / "make_reference.py"), str(tmp / "run"),
@@ -71,7 +72,7 @@ def test_every_page_loads_offline_with_its_figures_and_no_error(site, offline_br
 
     notebooks = sorted(site.glob("notebooks/*.html"))
     assert [p.stem for p in notebooks] == [nb.stem for nb in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))]
-    pages = notebooks + [site / "index.html", site / "docs" / "measurements.html"]
+    pages = notebooks + [site / "index.html", *(site / "docs" / f"{page}.html" for page in course_site.DOCS)]
     figures = 0
     for page in pages:
         offline_browser.get(page.as_uri())
