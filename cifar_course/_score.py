@@ -5,7 +5,9 @@
 NETWORK: what the run saved (cifar_utils.challenge.export_graded: uint8 images in, scores out).
 IMAGES: uint8 (N, 32, 32, 3), no labels. Writes OUT_FOLDER/predictions.npy (one class per image,
 as the run's own `classes_of` gives them) and OUT_FOLDER/params.json (the network's parameter
-count). The run's code is not in this sandbox: only its exported network.
+count: every floating-point number it holds, parameters, buffers and constants alike, so that
+weights kept as buffers are counted too). The run's code is not in this sandbox: only its
+exported network.
 """
 
 import json
@@ -22,7 +24,8 @@ def main(network: str, images: str, out: str) -> None:
     program = torch.export.load(network)
     predicted = classes_of(program.module(), np.load(images, allow_pickle=False))
     np.save(Path(out) / "predictions.npy", predicted)
-    params = sum(program.state_dict[name].numel() for name in program.graph_signature.parameters)
+    held = [*program.state_dict.values(), *program.constants.values()]  # parameters, buffers, constants alike
+    params = sum(t.numel() for t in held if isinstance(t, torch.Tensor) and t.is_floating_point())
     (Path(out) / "params.json").write_text(json.dumps({"params": int(params)}))
 
 

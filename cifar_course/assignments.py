@@ -22,6 +22,8 @@ student's zero, never the class's. One submission per student and notebook.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import os
 import re
@@ -162,13 +164,17 @@ def course_version(submission: Path, source_dir: Path) -> Path:
 # --- grading ---------------------------------------------------------------------------------
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20  # a handed-in or executed notebook larger than this is not read
+MAX_CELLS = 2_000  # nor one of more cells (the course's have under 100): checking each takes the grader's time
 
 
 def read_notebook(path: Path):
     """A notebook a student handed in, or a run left, read defensively: a plain file of bounded
-    size that is a valid notebook; else ValueError (or sandbox.Untrusted) says why."""
+    size and cell count that is a valid notebook; else ValueError (or sandbox.Untrusted) says why."""
     content = sandbox.read_back(path, MAX_NOTEBOOK_BYTES)
     try:
+        cells = json.loads(content).get("cells")
+        if not isinstance(cells, list) or len(cells) > MAX_CELLS:
+            raise ValueError(f"{len(cells) if isinstance(cells, list) else 'no list of'} cells (at most {MAX_CELLS:,})")
         nb = nbformat.reads(content.decode("utf-8"), as_version=4)
         nbformat.validate(nb)
     except Exception as err:  # not UTF-8, not JSON, not a notebook
@@ -198,7 +204,7 @@ def exercise_env(work: Path, threads: int) -> dict:
                                                RESULTS_ENV: str(work / "results")})
 
 
-# --- hidden checks (probes.py): the grader's own inputs, judged outside the sandbox ---------------
+# --- hidden checks (probes.py): the grader's own inputs, asked in a sandbox of their own ----------
 
 @dataclass(frozen=True)
 class HiddenChecks:
@@ -207,21 +213,21 @@ class HiddenChecks:
     cases: dict[str, list]  # per exercise
     reference: dict[str, list]
 
-    def insert(self, nb) -> None:
-        """After each probed exercise's solution cell, a cell that answers the cases."""
-        for i in reversed(range(len(nb.cells))):
-            exercise = str(_grading(nb.cells[i]).get("grade_id", "")).removesuffix("_answer")
-            if exercise in self.cases and _grading(nb.cells[i]).get("solution"):
-                cell = nbformat.v4.new_code_cell(PROBE_CELL.format(exercise=exercise))
-                cell.metadata["cifar_course"] = {"probe": exercise}
-                nb.cells.insert(i + 1, cell)
+    def ask(self, sources: dict[str, str], limits: sandbox.Limits, jail: sandbox.Sandbox | None,
+            threads: int) -> dict[str, str]:
+        """Per exercise, "" or why the answers of its graded source (`sources`) are not the course
+        solution's: asked in a fresh sandbox where nothing else of the submission runs."""
+        limits = dataclasses.replace(limits, notebook_seconds=min(limits.notebook_seconds, PROBE_SECONDS))
+        with sandbox.work_folder("probe-", limits.disk_bytes) as work:
+            probes.save_questions(self.cases, sources, work)
+            sandbox.run([sys.executable, str(PROBER)], work, sandbox.child_env(work, threads), limits, jail)
+            return {ex: probes.judge(ex, probes.read_answers(work, ex) if ex in sources
+                                     else "the submission has no solution cell for it", self.reference[ex])
+                    for ex in self.cases}
 
-    def verdicts(self, folder: Path) -> dict[str, str]:
-        """Per exercise, "" or why the submission's answers are not the course solution's."""
-        return {ex: probes.judge(ex, probes.read_answers(folder, ex), self.reference[ex]) for ex in self.cases}
 
-
-PROBE_CELL = "from cifar_course.probes import answer as _grader_answer\n_grader_answer({exercise!r}, globals())"
+PROBER = Path(__file__).with_name("_probe.py")  # answers the hidden questions, in a sandbox of its own
+PROBE_SECONDS = 180  # for that run: its start-up, and each case's own 20 s at most
 
 
 def hidden_checks(source, seed: int) -> HiddenChecks:
@@ -234,16 +240,28 @@ def hidden_checks(source, seed: int) -> HiddenChecks:
     return HiddenChecks(cases, {ex: probes.expected(solutions[ex], found) for ex, found in cases.items()})
 
 
-def own_work_problems(submitted) -> dict[str, str]:
-    """Per exercise that asks for an implementation, why its solution cell is refused (own_work)."""
-    found = {}
+def graded_sources(submitted) -> tuple[str, dict[str, str]]:
+    """What each exercise is graded on: the notebook's import lines, and per exercise its solution
+    cell. Nothing else of the notebook: a function must be written in its own solution cell."""
+    imports, solutions = [], {}
     for cell in submitted.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = str(cell.get("source", ""))
         grade_id = str(_grading(cell).get("grade_id", ""))
-        if cell.get("cell_type") == "code" and grade_id.endswith("_answer"):
-            why = own_work.refusal(grade_id.removesuffix("_answer"), str(cell.get("source", "")))
-            if why:
-                found[grade_id.removesuffix("_answer")] = why
-    return found
+        if _grading(cell).get("solution") and grade_id.endswith("_answer"):
+            solutions[grade_id.removesuffix("_answer")] = source
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # magics, or a cell that does not parse: its run says so
+            continue
+        imports += [ast.unparse(node) for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))]
+    return "".join(f"{line}\n" for line in dict.fromkeys(imports)), solutions
+
+
+def own_work_problems(imports: str, solutions: dict[str, str]) -> dict[str, str]:
+    """Per exercise that asks for an implementation, why its solution cell is refused (own_work)."""
+    return {ex: why for ex, source in solutions.items() if (why := own_work.refusal(ex, source, imports))}
 
 
 def grade_one(student: str, path: Path, source, limits: sandbox.Limits, jail: sandbox.Sandbox | None,
@@ -264,13 +282,10 @@ def grade_one(student: str, path: Path, source, limits: sandbox.Limits, jail: sa
 
 def _run_and_score(student, path, submitted, source, limits, jail, threads, checks) -> list[dict]:
     to_run, problems = restore_locked(submitted, source)
-    problems = {**own_work_problems(submitted), **problems}
-    with sandbox.work_folder("grade-") as work:
+    imports, solutions = graded_sources(submitted)
+    problems = {**own_work_problems(imports, solutions), **problems}
+    with sandbox.work_folder("grade-", limits.disk_bytes) as work:
         notebook, executed = work / "submitted.ipynb", work / "graded.ipynb"
-        if checks:
-            checks.insert(to_run)
-            (work / probes.FOLDER).mkdir()
-            probes.save_cases(checks.cases, work / probes.FOLDER)
         nbformat.write(to_run, notebook)
         crashed, _ = sandbox.run(
             [sys.executable, str(CHILD), str(notebook), str(executed), str(limits.cell_seconds)],
@@ -282,7 +297,8 @@ def _run_and_score(student, path, submitted, source, limits, jail, threads, chec
         except (ValueError, OSError) as err:
             graded = None
             crashed = "; ".join(filter(None, [crashed, f"the run left a graded notebook the grader will not read: {err}"]))
-        hidden = checks.verdicts(work / probes.FOLDER) if checks else {}
+    sources = {exercise: imports + solution for exercise, solution in solutions.items()}
+    hidden = checks.ask(sources, limits, jail, threads) if checks else {}
     return score(student, path.name, source, graded, problems, crashed, submitted, hidden)
 
 
@@ -369,9 +385,15 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
     on_graded(records so far) is called as each submission is done (to write the gradebook)."""
     limits = limits or sandbox.Limits()
     work = submissions(paths)
-    # each course notebook read once; a missing one is said before anything runs
-    sources = {path.name: nbformat.read(course_version(path, source_dir), as_version=4)
-               for _, path in work}
+    known = {path.name for _, path in work if (source_dir / path.name).is_file()}
+    if not known:  # the wrong --source, most likely: said before anything runs
+        course_version(work[0][1], source_dir)
+    stray = sorted({f"{student}/{path.name}" for student, path in work if path.name not in known})
+    if stray:  # a student's own notes, say: named, and the class goes on
+        progress(f"not graded (no course notebook of that name in {source_dir}): {', '.join(stray)}", flush=True)
+        work = [(student, path) for student, path in work if path.name in known]
+    # each course notebook read once
+    sources = {name: nbformat.read(source_dir / name, as_version=4) for name in known}
     ungraded = sorted({name for name, nb in sources.items() if not exercise_cells(nb) and not written_answers(nb)})
     if ungraded:  # 09's challenge: `course challenge` grades it, within its time budget
         progress(f"not graded here (no exercises): {', '.join(ungraded)}", flush=True)

@@ -250,7 +250,7 @@ def grade_challenge(paths: list[Path], cifar: data.CifarData, minutes: float, jo
     """Run and score every submission; the leaderboard's entries, ranked first. on_entry(board so
     far) is called as each run is done (to write the leaderboard)."""
     work = assignments.submissions(paths)
-    copies = assignments.duplicates(work)
+    copies = one_run_each(work)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     entries: list[dict] = []
     with sandbox.work_folder("challenge-") as tmp:
@@ -265,10 +265,10 @@ def grade_challenge(paths: list[Path], cifar: data.CifarData, minutes: float, jo
 
         def one(student_path):
             student, path = student_path
-            if (student, path.name) in copies:
+            if student in copies:
                 entry = {"student": student, "notebook": path.name, "test_top1": None, "agreement": None,
                          "seconds": None, "params": None, "status": "refused",
-                         "note": assignments.refused_copies(copies[student, path.name])}
+                         "note": assignments.refused_copies(copies[student])}
             else:
                 entry = run_one(student, path, setting)
             entries.append(entry)
@@ -279,6 +279,15 @@ def grade_challenge(paths: list[Path], cifar: data.CifarData, minutes: float, jo
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, work))
     return ranked(entries)
+
+
+def one_run_each(work: list[tuple[str, Path]]) -> dict[str, list[Path]]:
+    """The students who handed in more than one notebook, with their paths: one run per student,
+    or the best of several would be ranked."""
+    handed: dict[str, list[Path]] = {}
+    for student, path in work:
+        handed.setdefault(student, []).append(path)
+    return {student: paths for student, paths in handed.items() if len(paths) > 1}
 
 
 def ranked(entries: list[dict]) -> list[dict]:
@@ -294,9 +303,11 @@ COLUMNS = ["rank", "student", "test_top1", "agreement", "seconds", "params", "st
 
 def markdown(board: list[dict], minutes: float) -> str:
     """The leaderboard as Markdown, every student-written text escaped."""
-    rows = [[e["rank"] or "–", e["student"], f"{e['test_top1']:.1%}" if e["test_top1"] is not None else "–",
+    rows = [[e["rank"] or "–", tables.markdown_cell(e["student"]),
+             f"{e['test_top1']:.1%}" if e["test_top1"] is not None else "–",
              f"{e['agreement']:.0%}" if e.get("agreement") is not None else "–", e["seconds"],
-             f"{e['params']:,}" if e["params"] is not None else "–", e["status"], e["note"]] for e in board]
+             f"{e['params']:,}" if e["params"] is not None else "–", e["status"], tables.markdown_cell(e["note"])]
+            for e in board]
     header = ["rank", "student", "test top-1 (its network, unseen images)", "agrees with its network", "seconds",
               "parameters", "status", "note"]
     return f"# Challenge leaderboard ({minutes:g} minutes per run)\n\n" + tables.markdown(header, rows, "rlrrrrll")

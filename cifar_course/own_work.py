@@ -13,24 +13,29 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-# ways to reach a function without naming it, refused in every exercise below
-INDIRECT = ("getattr", "eval", "exec", "compile", "__import__", "import_module", "globals", "locals", "vars",
-            "__dict__", "__getattribute__", "__class__", "__call__", "_call_impl", "attrgetter", "methodcaller",
-            "sys", "inspect", "builtins", "__builtins__", "type", "super")
+# ways to reach a function without naming it, refused in every exercise below: builtins called by name
+# (`x.type(...)` stays a tensor's method), and attributes and modules wherever they appear
+INDIRECT_CALLS = ("getattr", "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "type", "super")
+INDIRECT = ("__dict__", "__getattribute__", "__class__", "__call__", "_call_impl", "attrgetter", "methodcaller",
+            "import_module", "importlib", "operator", "sys", "inspect", "builtins", "__builtins__",
+            "_C", "ops", "_nn", "_VF")  # torch's own kernels under their internal names (torch._C._nn.cross_entropy_loss)
 
 
 @dataclass(frozen=True)
 class OwnWork:
-    """What one exercise's solution cell may not use: `names` (the library's ready-made answer),
-    and calling its module argument whole (`whole`: the first argument; `parts`: these layers)."""
+    """What one exercise's solution cell may not use: `names` (the library's ready-made answer,
+    refused in the notebook's import lines too), `modules` that hold it (refused in the cell: the
+    notebook may import them for other cells), and calling its module argument whole (`whole`:
+    the first argument; `parts`: these layers)."""
 
     names: tuple[str, ...]
+    modules: tuple[str, ...] = ()
     whole: bool = False
     parts: tuple[str, ...] = ()
 
     def refused(self) -> str:
         """The sentence the notebook shows beside the exercise (tests keep the two the same)."""
-        listed = ", ".join(f"`{n}`" for n in self.names)
+        listed = ", ".join(f"`{n}`" for n in (*self.modules, *self.names))
         whole = ", calls the module it is given as a whole" if self.whole else ""
         return (f"*Write it yourself:* the grader gives no points to a solution that uses {listed}{whole} or "
                 "reaches a name indirectly (`getattr`, `eval`, `type(...)` and the like).")
@@ -40,26 +45,29 @@ OWN_WORK = {
     "ex00_channel_stats": OwnWork(("channel_stats",)),
     "ex01_cross_entropy": OwnWork(("cross_entropy", "CrossEntropyLoss", "nll_loss", "NLLLoss", "log_softmax",
                                    "LogSoftmax")),
-    "ex01_topk": OwnWork(("topk_correct", "metrics")),
+    "ex01_topk": OwnWork(("topk_correct",), modules=("metrics",)),
     "ex02_forward": OwnWork(("forward", "SimpleCNN"), whole=True, parts=("features", "classifier")),
     "ex03_residual": OwnWork(("forward", "BasicBlock"), whole=True),
     "ex06_soften": OwnWork(("softmax", "Softmax", "log_softmax", "softmin")),
-    "ex06_kd": OwnWork(("distillation_loss", "Distillation", "losses")),
-    "ex07_flip_tta": OwnWork(("logits_of", "predict", "score_with_flip", "metrics")),
+    "ex06_kd": OwnWork(("distillation_loss", "Distillation"), modules=("losses",)),
+    "ex07_flip_tta": OwnWork(("logits_of", "predict", "score_with_flip"), modules=("metrics",)),
 }
 
 
-def refusal(exercise: str, source: str) -> str:
-    """Why the solution cell `source` of `exercise` is refused, or "" (also for an exercise that
-    does not ask for an implementation, or code that does not parse: the run says what is wrong)."""
+def refusal(exercise: str, source: str, imports: str = "") -> str:
+    """Why the solution cell `source` of `exercise` is refused, given the notebook's `imports`
+    (its import lines, which the cell is graded with), or "" (also for an exercise that does not
+    ask for an implementation, or code that does not parse: the run says what is wrong)."""
     rule = OWN_WORK.get(exercise)
     if rule is None:
         return ""
     try:
-        tree = ast.parse(source)
+        tree, imported = ast.parse(source), ast.parse(imports)
     except SyntaxError:
         return ""
-    found = sorted(_names_used(tree) & {*rule.names, *INDIRECT})
+    called = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    found = sorted((_names_used(tree) & {*rule.names, *rule.modules, *INDIRECT}) | (called & set(INDIRECT_CALLS))
+                   | (_names_used(imported) & {*rule.names, *INDIRECT}))
     if found:
         return (f"your solution uses {', '.join(found)}, which this exercise asks you not to: "
                 "write it yourself (scored zero)")

@@ -1,15 +1,18 @@
-"""Hidden checks: the grader's own inputs for every exercise, answered where the submission runs
-and judged where it cannot reach.
+"""Hidden checks: the grader's own inputs for every exercise, answered in a sandbox of their own
+and judged where no submission can reach.
 
 A check cell runs in the student's kernel, so a submission can fool it: rebind the function it
-compares with (`torch.allclose = lambda *a, **k: True`), edit `sys.modules`, or answer the
-check's visible inputs from a table. The grader therefore also asks each exercise's function
-for its answers to inputs it chooses itself: the check's visible inputs and hidden ones drawn
-from a seed the grader picks at grading time. The submission's kernel only calls the function
-and saves what it returned, as plain data (`answer`, inserted after the solution cell); the
-grader reads that data outside the sandbox (`torch.load(weights_only=True)` runs no code) and
-compares it with what the course's own solution returns for the same inputs (`expected`), in
-its own process, which never runs the submission's code.
+compares with (`torch.allclose = lambda *a, **k: True`), edit `sys.modules`, answer the check's
+visible inputs from a table, or leave a forged executed notebook behind. The grader therefore
+also asks each exercise's function for its answers to inputs it chooses itself: the check's
+visible inputs and hidden ones drawn from a seed the grader picks at grading time. It asks them
+in a fresh sandbox that runs nothing of the submission but each exercise's graded source (its
+solution cell, after the notebook's import lines; `answer_all`, run by _probe.py), so no other
+cell can define the function, patch what it calls or write the answers. That run saves what each
+function returned as plain data; the grader reads it outside the sandbox
+(`torch.load(weights_only=True)` runs no code) and compares it with what the course's own
+solution returns for the same inputs (`expected`), in its own process, which never runs the
+submission's code.
 
 A probe's inputs are plain data too: tensors, numbers, strings, and descriptions of the objects
 an exercise takes (a model with its weights, a residual block, a photo), which `build` turns
@@ -29,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cifar_utils.settings import seeded
+
 from . import sandbox
 
-FOLDER = "probes"  # in the submission's work folder: cases.pt in, one <exercise>.pt out per exercise
 MAX_ANSWER_BYTES = 50 * 2**20  # an answers file larger than this is not read
 
 
@@ -73,8 +77,7 @@ def _model(name: str, classes: int, seed: int, whole: bool = True, weights: bool
 def _block(c_in: int, c_out: int, stride: int, seed: int) -> dict:
     from cifar_utils.models import BasicBlock
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         state = BasicBlock(c_in, c_out, stride).state_dict()
     return {"object": "block", "shape": [c_in, c_out, stride], "state": _with_statistics(state, seed), "whole": False}
 
@@ -321,22 +324,47 @@ def call(function: Callable, arguments: list) -> dict:
     return {"value": value, "trains": trains}
 
 
-def save_cases(cases: dict[str, list], folder: Path) -> None:
-    """The grader's inputs, where the submission's kernel reads them (FOLDER/cases.pt)."""
-    torch.save(cases, folder / "cases.pt")
+def save_questions(cases: dict[str, list], sources: dict[str, str], folder: Path) -> None:
+    """The grader's inputs (cases.pt) and each exercise's graded source (<exercise>.py), where the
+    probe run reads them."""
+    torch.save({ex: found for ex, found in cases.items() if ex in sources}, folder / "cases.pt")
+    for exercise, source in sources.items():
+        (folder / f"{exercise}.py").write_text(source)
 
 
-def answer(exercise: str, namespace: dict, folder: str | Path = FOLDER) -> None:
-    """In the submission's kernel, after its solution cell: answer the grader's cases for
-    `exercise` with the functions the cell defined, into FOLDER/<exercise>.pt."""
-    folder = Path(folder)
-    cases = torch.load(folder / "cases.pt", weights_only=True)[exercise]
-    answers = []
-    for name, arguments in cases:
-        function = namespace.get(name)
-        answers.append(call(function, arguments) if callable(function)
-                       else {"error": f"the solution cell defines no function {name}()"})
-    torch.save(answers, folder / f"{exercise}.pt")
+def answer_all(folder: Path, case_seconds: int = 20) -> None:
+    """In the probe run's sandbox: for each exercise, run its graded source in a namespace of its
+    own and answer the grader's cases with the functions it defined, into <exercise>.pt. A case
+    that runs past `case_seconds` is answered with the error."""
+    import signal
+
+    def too_long(*_):
+        raise TimeoutError(f"it ran past {case_seconds} s")
+    signal.signal(signal.SIGALRM, too_long)
+    for exercise, cases in torch.load(folder / "cases.pt", weights_only=True).items():
+        namespace: dict = {}
+        failed = ""
+        signal.alarm(case_seconds)
+        try:
+            exec(compile((folder / f"{exercise}.py").read_text(), f"{exercise} (your solution cell)", "exec"), namespace)
+        except BaseException as err:  # the student's cell, run alone: whatever it raises is its answer
+            failed = f"your solution cell raised {type(err).__name__}: {err}"[:300]
+        finally:
+            signal.alarm(0)
+        answers = []
+        for name, arguments in cases:
+            function = namespace.get(name)
+            if failed or not callable(function):
+                answers.append({"error": failed or f"the solution cell defines no function {name}() of its own"})
+                continue
+            signal.alarm(case_seconds)
+            try:
+                answers.append(call(function, arguments))
+            except BaseException as err:  # the alarm, outside call()'s own net
+                answers.append({"error": f"{type(err).__name__}: {err}"[:300]})
+            finally:
+                signal.alarm(0)
+        torch.save(answers, folder / f"{exercise}.pt")
 
 
 # --- the grader's side --------------------------------------------------------------------------
@@ -378,6 +406,8 @@ def differs(got, want, atol: float) -> str:
         return next((why for g, w in zip(got, want) if (why := differs(g, w, atol))), "")
     if isinstance(want, str):
         return "" if got == want else "returned another value"
+    if isinstance(got, torch.Tensor) and got.numel() != torch.as_tensor(want).numel():  # before any copy: a view
+        return f"returned shape {tuple(got.shape)} instead of {tuple(torch.as_tensor(want).shape)}"  # may be huge
     try:
         got_t = torch.as_tensor(got, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError):

@@ -11,6 +11,8 @@ from matplotlib.figure import Figure  # drawn off-screen, without touching pyplo
 
 from cifar_utils import plots, results
 
+from . import tables
+
 COLUMNS = [("notebook", "notebook"), ("name", "model / run"), ("dataset", "dataset"),
            ("data_source", "data"), ("profile", "profile"), ("device", "device"),
            ("params", "parameters"), ("pretrained_from", "pretrained on"),
@@ -43,7 +45,7 @@ def collect(folder: Path) -> tuple[list[dict], list[str]]:
 
 
 def _records(folder: Path) -> list[dict]:
-    return [results.read(path) for path in sorted(folder.glob("[0-9][0-9]_*.json"))]
+    return results.in_folder(folder)
 
 
 def findings(record: dict) -> list[str]:
@@ -62,8 +64,8 @@ def findings(record: dict) -> list[str]:
             lines.append(f"No reference of the {record['profile']} profile for it yet.")
         else:
             same = next((r for r in reference["runs"] if r["name"] == best["name"]), None)
-            lines.append(f"Reference ({reference['measured']['machine']}; {reference['measured']['data']}; "
-                         f"{reference['measured']['date']}): " + (
+            lines.append(f"Reference ({reference[results.MEASURED]['machine']}; {reference[results.MEASURED]['data']}; "
+                         f"{reference[results.MEASURED]['date']}): " + (
                              f"{best['name']} {results.shown('test_top1', same['test_top1'])}." if same else
                              f"no run named {best['name']}."))
     return lines
@@ -124,8 +126,7 @@ def write(folder: str | Path) -> tuple[Path, Path]:
     md += ["## What each notebook found", ""]
     for notebook, lines in found.items():
         md += [f"### {notebook}", "", *[f"- {line}" for line in lines], ""]
-    md += ["## Every run", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in table]
+    md += ["## Every run", "", tables.markdown(header, table)]
     if not rows:
         md.append("\nNo notebook recorded a run in this folder yet.")
     for title, path in pictures:
@@ -183,14 +184,15 @@ def write_seeds(out: Path, folders: list[Path]) -> Path:
     md = [f"# Course report: {out.name}, {len(folders)} seeds", "",
           "Test top-1 per run over the seeds (each seed's own report is in its folder). A run whose "
           "distance to the best of its notebook is smaller than the two runs' standard deviations "
-          "added is marked *within the spread*: that difference may be noise.", "",
-          "| notebook | run | seeds | test top-1 | per seed | behind the best of its notebook |",
-          "|---|---|---|---|---|---|"]
+          "added is marked *within the spread*: that difference may be noise.", ""]
+    table = []
     for r in rows:
         behind = "best" if r["behind_best"] == 0 else f"{100 * r['behind_best']:.1f} points" + (
             " (within the spread)" if r["within_spread"] else "")
-        md.append(f"| {r['notebook']} | {r['name']} | {r['seeds']} | {r['mean']:.1%} ± {r['std']:.1%} | "
-                  f"{', '.join(f'{v:.1%}' for v in r['values'])} | {behind} |")
+        table.append([r["notebook"], r["name"], r["seeds"], f"{r['mean']:.1%} ± {r['std']:.1%}",
+                      ", ".join(f"{v:.1%}" for v in r["values"]), behind])
+    md.append(tables.markdown(["notebook", "run", "seeds", "test top-1", "per seed", "behind the best of its notebook"],
+                              table))
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n")
     return path

@@ -2,16 +2,19 @@
 limits on the whole submission. The grader (assignments) and the leaderboard both use it.
 
 What it guarantees, whoever starts it (root included):
-- no capabilities inside (a user namespace of its own, every capability dropped, no further
-  namespaces): no mount, no device node, no way back to the grader's disk;
+- no privilege inside: started by root, the run becomes a user of its own (a uid no other run
+  and no file has) with every capability gone and no way to gain one (no_new_privs); started by
+  a user, a user namespace of its own as "nobody", every capability dropped, no further
+  namespaces. Either way: no mount, no device node, no kernel setting, no root-only file;
 - no files but the system's programs and libraries, Python and its packages, the two course
   packages, what the caller lends read-only, and one writable work folder;
 - no network, its own process tree, and an environment built from an allow-list (nothing of
   the grader's own, such as a token or a data path, reaches it);
 - limits on the submission as a whole: memory and processes for all of its processes together
-  (a cgroup where one can be had, else the address space of each process and, as a user, a
-  process count), /dev/shm and /tmp as small tmpfs, a quota on the work folder, a cap on what it
-  prints, and a time limit that includes its start-up.
+  (a cgroup where one can be had, else the address space of each process and a process count),
+  /dev/shm and /tmp as small tmpfs, a quota on the work folder (a tmpfs of that size when the
+  grader is root; else watched, which a fast writer can overshoot), a cap on what it prints, and
+  a time limit that includes its start-up.
 
 Nothing it leaves is trusted: `read_back` reads a file only if it is a plain file of bounded
 size, and `remove_tree` removes a folder however deep.
@@ -24,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import secrets
 import shutil
 import stat
 import subprocess
@@ -36,7 +40,8 @@ from pathlib import Path
 from .cgroup import Cgroup
 
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-INSIDE_UID = 65534  # "nobody": the submission's user inside its namespace
+INSIDE_UID = 65534  # "nobody": the submission's user inside its namespace, when a user starts the grader
+RUN_UIDS = (2_000_000_000, 2**24)  # a root grader runs each submission as a uid of its own from this range
 POLL_SECONDS = 0.2  # how often the watchdog looks at the run
 LIMITED = Path(__file__).with_name("_limited.py")  # sets the limits, joins the cgroup, then starts the run
 
@@ -121,11 +126,14 @@ def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: tuple[Path,
 
     A `hidden` path that lies inside a visible folder (a course kept under /usr/local, say) is
     covered by an empty folder, and what Python needs inside it is shown again. The run gets its
-    own user namespace as "nobody" with every capability dropped (also when the grader is root),
-    its own /dev (a small /dev/shm), /proc and a read-only /tmp, no network, its own process tree,
-    and dies with the grader.
+    own /dev (a small /dev/shm), /proc (its kernel settings read-only) and a read-only /tmp, no
+    network, its own process tree, and dies with the grader. Started by root, bubblewrap makes no
+    user namespace (one would map the run to root outside, the owner of every kernel setting and
+    root-only file): `argv` must drop to an unprivileged user itself (run() puts LIMITED in front
+    of it). Started by a user: a user namespace of its own, as "nobody", every capability dropped.
     """
-    args = [bwrap, "--dev", "/dev", "--size", str(shm_bytes), "--tmpfs", "/dev/shm", "--proc", "/proc",
+    args = [bwrap, "--dev", "/dev", "--perms", "1777", "--size", str(shm_bytes), "--tmpfs", "/dev/shm",
+            "--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys",
             "--size", str(2**20), "--tmpfs", "/tmp"]  # first: binds may lie below
     for path in map(Path, SYSTEM_PATHS):
         if path.is_symlink():  # /bin -> usr/bin on a merged /usr
@@ -134,6 +142,11 @@ def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: tuple[Path,
             args += ["--ro-bind", str(path), str(path)]
     python = python_paths()
     visible = [*map(Path, SYSTEM_PATHS), *python, *read_only]
+    # the folders above each bound path, made traversable (bubblewrap makes them 0700: no way through for the run's user)
+    above = sorted({str(parent) for path in [*python, *read_only, work] for parent in path.parents
+                    if parent != Path("/") and not any(_inside(parent, Path(s)) for s in SYSTEM_PATHS)},
+                   key=lambda p: p.count("/"))
+    args += [arg for folder in above for arg in ("--perms", "0755", "--dir", folder)]
     args += [arg for path in python for arg in ("--ro-bind", str(path), str(path))]
     args += [arg for path in read_only for arg in ("--ro-bind", str(path), str(path))]
     covered = [h for h in hidden if any(_inside(h, v) for v in visible) and not _inside(work, h)]
@@ -141,10 +154,11 @@ def sandbox_command(bwrap: str, work: Path, argv: list[str], hidden: tuple[Path,
         args += ["--tmpfs", str(path), "--remount-ro", str(path)]
     shown_again = [p for p in [*python, *read_only] if any(_inside(p, h) and p != h for h in covered)]
     args += [arg for path in shown_again for arg in ("--ro-bind", str(path), str(path))]
+    user = [] if os.geteuid() == 0 else ["--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID),
+                                         "--cap-drop", "ALL", "--disable-userns"]
     return [*args, "--bind", str(work), str(work),
             "--remount-ro", "/tmp", "--remount-ro", "/",  # a write outside `work` fails, as it does anywhere else
-            "--chdir", str(work), "--unshare-user", "--uid", str(INSIDE_UID), "--gid", str(INSIDE_UID),
-            "--cap-drop", "ALL", "--disable-userns", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+            "--chdir", str(work), *user, "--unshare-net", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--", *argv]
 
 
@@ -239,6 +253,10 @@ def run(argv: list[str], work: Path, env: dict, limits: Limits, jail: Sandbox | 
     """Run `argv` in `work` (in `jail`, if given) within `limits`: ("" or why it was stopped or
     failed, the last of what it printed)."""
     cgroup = Cgroup.create(limits.memory_bytes, limits.processes) if jail else None
+    if jail and os.geteuid() == 0:  # a user of its own, which the launcher inside becomes
+        uid = RUN_UIDS[0] + secrets.randbelow(RUN_UIDS[1])
+        _hand_over(work, uid)
+        argv = [sys.executable, "-S", str(LIMITED), json.dumps({"become": uid, "processes": limits.processes}), *argv]
     command = [sys.executable, "-S", str(LIMITED), _limits_json(limits, cgroup, bool(jail)),
                *(jail.command(work, argv, limits) if jail else argv)]
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -272,6 +290,13 @@ def _limits_json(limits: Limits, cgroup: Cgroup | None, jailed: bool) -> str:
     if jailed and os.geteuid() != 0:  # counted per user (as root, exempt: there the cgroup or the watchdog counts)
         rlimits["RLIMIT_NPROC"] = _user_tasks() + limits.processes
     return json.dumps({"rlimits": rlimits, "cgroups": sorted({str(cgroup.memory), str(cgroup.pids)}) if cgroup else []})
+
+
+def _hand_over(work: Path, uid: int) -> None:
+    """Make everything in the work folder the run's user's: the only place it may write."""
+    for folder, subfolders, files in os.walk(work):
+        for name in [folder, *(os.path.join(folder, n) for n in [*subfolders, *files])]:
+            os.chown(name, uid, uid, follow_symlinks=False)
 
 
 def _user_tasks() -> int:
@@ -381,12 +406,18 @@ def remove_tree(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def work_folder(prefix: str):
-    """A fresh folder for one run, removed afterwards with `remove_tree`."""
+def work_folder(prefix: str, quota: int | None = None):
+    """A fresh folder for one run, removed afterwards with `remove_tree`. With a `quota` (bytes)
+    and a root grader, a tmpfs of that size: a run cannot write more, however fast it writes
+    (fallocate included), and what it writes counts against its cgroup's memory."""
     import tempfile
 
     folder = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
+    mounted = quota is not None and os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={quota},mode=0700", "tmpfs", str(folder)], capture_output=True).returncode == 0
     try:
         yield folder
     finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
         remove_tree(folder)

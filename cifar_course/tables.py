@@ -1,4 +1,5 @@
-"""Tables the tooling writes (gradebook, leaderboard): student text escaped, files replaced whole.
+"""The tables the tooling writes (the report's, the gradebook, the leaderboard): one Markdown
+renderer, one CSV writer, student text escaped, files replaced whole.
 
 Whatever a student names a folder or makes an exception say ends up in these tables, so every
 cell is escaped for its format: Markdown (no row, link, HTML or emphasis of its own) and CSV (no
@@ -17,6 +18,7 @@ from pathlib import Path
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_LINKLIKE = re.compile(r"[A-Za-z][\w+.-]*:(?=//)|\bwww\.|\w@")
 
 
 def one_line(text: object) -> str:
@@ -25,14 +27,17 @@ def one_line(text: object) -> str:
 
 
 def markdown_cell(value: object) -> str:
-    """A value as the text of a Markdown table cell: one line, HTML and Markdown's own marks escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line(value), quote=False))
+    """A value as the text of a Markdown table cell: one line, HTML and Markdown's own marks
+    escaped, and no address a renderer would turn into a link (`https://`, `www.`, `a@b`)."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line(value), quote=False))
+    return _LINKLIKE.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], text)  # a zero-width space breaks it
 
 
 def markdown(header: list[str], rows: list[list[object]], align: str = "") -> str:
-    """A Markdown table; `align` holds one character per column, "r" for right-aligned."""
+    """A Markdown table of the cells as given (pass what a student wrote through markdown_cell);
+    `align` holds one character per column, "r" for right-aligned."""
     rule = ["---:" if a == "r" else "---" for a in align.ljust(len(header), "l")]
-    lines = [header, rule, *([markdown_cell(v) for v in row] for row in rows)]
+    lines = [header, rule, *rows]
     return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines) + "\n"
 
 

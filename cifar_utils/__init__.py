@@ -12,10 +12,10 @@ The modules, from the bottom layer up (each imports only modules listed before i
     models         the course's models, torchvision's ImageNet models, the registry, architectures
     checkpoints    what a saved model holds: written whole, read back checked, the strongest found
     metrics        accuracy: top-k, evaluation (with flip TTA), confusion matrices, mistakes
+    precision      the precision and memory layout a model computes in, applied to the model
     train          fit(), the one training loop, its events and callback protocol, the one step
     callbacks      schedules, mixed batches, checkpointing, early stopping, freezing, monitors
     losses         label smoothing and knowledge distillation, as callbacks that set the loss
-    precision      the precision and memory layout a model computes in, applied to the model
     cost           parameters, FLOPs, latency, size, training throughput, the fastest format
     lr_finder      the learning-rate range test
     explain        what a network looks at: filters, feature maps, Grad-CAM (through hooks)

@@ -20,10 +20,8 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from .precision import ComputeFormat, candidates, default_format, parse, plain_copy, prepare, unwrap
+from .precision import ComputeFormat, candidates, loss_scaler, plain_copy, prepare, requested, unwrap
 from .train import step
-
-MEASURE = "measure"  # the compute-format request that times the formats and takes the fastest
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -93,7 +91,7 @@ def throughput(model: nn.Module, batches: Iterable, steps: int, warmup: int = 2,
     device = next(model.parameters()).device
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    scaler = getattr(model, "loss_scaler", None)
+    scaler = loss_scaler(model)
     seen, start = 0, None
     for i, (x, y) in enumerate(batches):
         if i == warmup:  # worker start-up and first kernels stay out of the clock
@@ -155,27 +153,22 @@ def measure(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: 
                          max_seconds=max_seconds)
 
 
-def choose(request: str, model: nn.Module, batch_size: int, device: torch.device,
-           measured: dict) -> ComputeFormat:
-    """The format to train `model` in, for a request (Config.compute_format): "" for the
-    hardware's default, "measure" for the fastest here, or a format's name.
+def choose(request: str, model: nn.Module, batch_size: int, device: torch.device) -> ComputeFormat:
+    """The format to train `model` in, for a request (Config.compute_format): the one it names
+    (precision.requested), or for "measure" the fastest here, timed once per architecture, batch
+    size and device in this process (one notebook's runs train alike)."""
+    return requested(request, model, device) or _fastest(repr(unwrap(model)), model, batch_size, device)
 
-    measured: where the timings of "measure" are kept, per architecture, batch size and device
-    (Config.measured_formats: one notebook's runs train alike).
-    """
-    if not request:
-        return default_format(model, device)
-    if request == MEASURE:
-        key = (repr(unwrap(model)), batch_size, str(device))
-        if key not in measured:
-            rates = measure(model, example_batch(batch_size, device), device)
-            measured[key] = max(rates, key=rates.get)
-        return measured[key]
-    try:
-        return parse(request, device)
-    except ValueError as err:
-        raise ValueError(f"{err} Or '{MEASURE}' to time them, or nothing for the default of this "
-                         "hardware.") from None
+
+_FASTEST: dict[tuple, ComputeFormat] = {}  # "measure"'s timings, kept for the process
+
+
+def _fastest(architecture: str, model: nn.Module, batch_size: int, device: torch.device) -> ComputeFormat:
+    key = (architecture, batch_size, str(device))
+    if key not in _FASTEST:
+        rates = measure(model, example_batch(batch_size, device), device)
+        _FASTEST[key] = max(rates, key=rates.get)
+    return _FASTEST[key]
 
 
 @torch.no_grad()

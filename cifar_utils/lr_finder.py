@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import loss_scaler
 from .train import step
 
 
@@ -42,7 +43,7 @@ def range_test(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
     saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
     factor = (end_lr / start_lr) ** (1 / (steps - 1))
     lrs, losses, average, best = [], [], 0.0, math.inf
-    scaler = getattr(model, "loss_scaler", None)  # the same step as fit(): fp16 models scale the loss
+    scaler = loss_scaler(model)  # the same step as fit(): fp16 models scale the loss
     model.train()
     try:
         batches = itertools.cycle(loader)  # a small split may hold fewer batches than steps

@@ -18,6 +18,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .settings import seeded
+
 
 class LogisticRegression(nn.Module):
     """One linear layer from the 3072 pixel values to the class scores (softmax in the loss)."""
@@ -190,9 +192,7 @@ def split_head(net: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
 def new_head(net: nn.Module, num_classes: int, seed: int | None = None) -> nn.Module:
     """Give a model (ResNet: `fc`; MobileNet: `classifier`'s last layer) a fresh last layer for
     `num_classes` classes, drawn from `seed`; its architecture records the new classes."""
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed):
         if isinstance(getattr(net, "fc", None), nn.Linear):
             net.fc = nn.Linear(net.fc.in_features, num_classes)
         else:
@@ -273,9 +273,7 @@ def build(name: str, num_classes: int, *, seed: int | None = None, **kwargs) -> 
     """
     if name not in REGISTRY:
         raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(REGISTRY)}.")
-    with torch.random.fork_rng(devices=[], enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
+    with seeded(seed):
         model = REGISTRY[name](num_classes=num_classes, **kwargs)
     options = {k: v for k, v in kwargs.items() if k not in WEIGHT_OPTIONS}
     model.architecture = Architecture(name, num_classes, options)

@@ -11,6 +11,8 @@ import torch
 from matplotlib.ticker import LogLocator, MaxNLocator
 from PIL import Image
 
+from .settings import seeded
+
 
 def _axes(ax, figsize=(6, 4)):
     if ax is None:
@@ -65,8 +67,7 @@ def augmentation_preview(image: np.ndarray, augmentations: dict, n: int = 6, see
     leaving the global random stream as it was)."""
     pil = Image.fromarray(image)
     rows, names = [], []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # torchvision's transforms draw from torch's global stream
+    with seeded(seed):  # torchvision's transforms draw from torch's global stream
         for name, transform in augmentations.items():
             rows.append([image] + [np.asarray(transform(pil)) for _ in range(n)])
             names.append(name)

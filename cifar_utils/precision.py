@@ -7,15 +7,17 @@ Two switches change the speed of a training step without changing what the model
     faster (about 2x per training step on a 2-core AVX-512 BF16 CPU, as 02 measures); without
     such units they are emulated, and slower. GPUs without bf16 (Colab's T4, V100, Turing,
     Pascal) have fp16 units instead: fp16 keeps fewer exponent bits, so small gradients would
-    round to zero, and training scales the loss up before backward (a GradScaler, which fit()
-    adds for such a model) and the gradients down before the step;
+    round to zero, and training scales the loss up before backward (a GradScaler) and the
+    gradients down before the step;
   memory layout: channels-last (NHWC) stores the channels of a pixel side by side, the layout
     tensor cores and oneDNN's convolutions prefer.
 `prepare` wraps a model so that it runs in one such format by itself: it puts every input in
-its layout and runs its forward under autocast, and a model in fp16 carries the GradScaler that
-train.fit scales its loss with, so the training loop, evaluation and the benchmark never pass a
-precision around. `default_format` decides from what the hardware has,
-not from a timing, so the same seed on the same machine gives the same numbers, busy or not.
+its layout and runs its forward under autocast, and it carries the GradScaler its loss is scaled
+with (`loss_scaler`: enabled for fp16, a pass-through otherwise), so the training loop,
+evaluation and the benchmark never pass a precision around. Which format: `requested` reads
+what the notebook asked for, and `default_format` decides from what the hardware has, not from
+a timing, so the same seed on the same machine gives the same numbers, busy or not ("measure",
+the one request that times the formats, is cost.choose's).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class ComputeFormat:
 
 
 PLAIN = ComputeFormat(amp_dtype=None, channels_last=False)  # fp32, channels-first: PyTorch's default
+MEASURE = "measure"  # the compute-format request that times the formats and takes the fastest
+NO_SCALING = torch.amp.GradScaler("cpu", enabled=False)  # a pass-through: the loss of a model in fp32 or bf16
 
 
 def candidates(device: torch.device) -> list[ComputeFormat]:
@@ -83,13 +87,13 @@ def autocast(device_type: str, dtype: torch.dtype | None):
 class Prepared(nn.Module):
     """A model that runs in one compute format: input layout and autocast, then fp32 logits.
 
-    loss_scaler: the GradScaler train.fit scales the loss with, for a format that needs one (fp16).
+    loss_scaler: the GradScaler the loss is scaled with, enabled for a format that needs it (fp16).
     """
 
     def __init__(self, module: nn.Module, compute_format: ComputeFormat, device_type: str = "cpu"):
         super().__init__()
         self.module, self.compute_format = module, compute_format
-        self.loss_scaler = torch.amp.GradScaler(device_type) if compute_format.scales_the_loss else None
+        self.loss_scaler = torch.amp.GradScaler(device_type, enabled=compute_format.scales_the_loss)
 
     def extra_repr(self) -> str:
         return f"compute_format={self.compute_format.name}"
@@ -99,6 +103,26 @@ class Prepared(nn.Module):
         with autocast(x.device.type, self.compute_format.amp_dtype):
             out = self.module(x)
         return out.float()  # losses and metrics work in fp32
+
+
+def loss_scaler(model: nn.Module) -> torch.amp.GradScaler:
+    """The GradScaler a model's loss is scaled with: its own if prepare() gave it one, else a pass-through."""
+    return model.loss_scaler if isinstance(model, Prepared) else NO_SCALING
+
+
+def requested(request: str, model: nn.Module, device: torch.device) -> ComputeFormat | None:
+    """The format a request (Config.compute_format) names: "" for this hardware's default, a
+    format's name ("bf16,channels-last") checked against the device, or None for MEASURE (time
+    them: cost.choose)."""
+    if request == MEASURE:
+        return None
+    if not request:
+        return default_format(model, device)
+    try:
+        return parse(request, device)
+    except ValueError as err:
+        raise ValueError(f"{err} Or '{MEASURE}' to time them, or nothing for the default of this "
+                         "hardware.") from None
 
 
 def unwrap(model: nn.Module) -> nn.Module:

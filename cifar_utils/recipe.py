@@ -147,7 +147,7 @@ def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Conf
     has no test pass: the Run's test is then None.
     """
     seed_everything(hyper.seed)  # shuffling, augmentation and dropout of this run
-    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device, cfg.measured_formats)
+    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device)
     prepared = prepare(model, compute_format, cfg.device)
     model = prepared.module  # the model itself: its weights are saved under their own names
     groups = param_groups or [{"params": list(model.parameters())}]
@@ -187,7 +187,7 @@ def hparams(hyper: Hyper, loaders: Loaders) -> dict:
 
 def test_only(name: str, model: nn.Module, loaders: Loaders, cfg: Config, train_images: int = 0) -> Run:
     """Score a model trained elsewhere (a loaded checkpoint) as a Run with no epochs here."""
-    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device, cfg.measured_formats)
+    compute_format = choose(cfg.compute_format, model, loaders.batch_size, cfg.device)
     prepared = prepare(model, compute_format, cfg.device)
     logits, labels = predict(prepared, loaders.test, cfg.device)
     return Run(name, prepared, [], scores(logits, labels), cfg.device, train_images, compute_format,

@@ -1,4 +1,6 @@
-"""Each notebook's results JSON (the README's stable interface), written and read."""
+"""Each notebook's results JSON (the README's stable interface): written, read, found in a
+folder (RESULTS_FILES), and stamped as the team's reference (as_reference). The one owner of
+that file: everything else calls these."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from .settings import Config
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "docs" / "reference"
 RUN_KEYS = ("name", "params", "epochs", "train_images", "train_seconds", "test_top1", "test_top5")
 DATA_SOURCES = ("torchvision", "folder", "sample")
+RESULTS_FILES = "[0-9][0-9]_*.json"  # a notebook's results in a run or reference folder: <notebook stem>.json
+MEASURED = "measured"  # a reference's stamp: {"machine": ..., "data": ..., "date": ...}
 
 
 class Takeaways(list):
@@ -142,11 +146,22 @@ def table(records: list[dict], columns: list[str]):
     return frame.style.format({c: number_format(c) for c in columns if number_format(c)}, na_rep="–")
 
 
+def in_folder(folder: str | Path) -> list[dict]:
+    """Every notebook's results file in `folder` (a run's, or a reference's), read and checked, in course order."""
+    return [read(path) for path in sorted(Path(folder).glob(RESULTS_FILES))]
+
+
+def as_reference(record: dict, machine: str, data: str, date: str) -> dict:
+    """A results record as the team's reference keeps it: where it was measured (MEASURED), and
+    the numbers without the per-epoch curves, which stay in the run's folder."""
+    runs = [{k: v for k, v in run.items() if k != "history"} for run in record["runs"]]
+    return {**record, "runs": runs, MEASURED: {"machine": machine, "data": data, "date": date}}
+
+
 def collect(folder: str | Path, dataset: str, profile: str) -> list[dict]:
     """Every run recorded in `folder` for this data set and profile, each with its notebook's number."""
     runs = []
-    for path in sorted(Path(folder).glob("[0-9][0-9]_*.json")):
-        record = read(path)
+    for record in in_folder(folder):
         if (record["dataset"], record["profile"]) == (dataset, profile):
             runs += [{**run, "notebook": record["notebook"][:2]} for run in record["runs"]]
     return runs
@@ -190,7 +205,7 @@ def beside_reference(notebook: str, cfg: Config, records: list[dict], folder: Pa
         if ref is None:
             print(f"no reference for the {profile} profile on {cfg.dataset} yet")
             continue
-        measured = ref["measured"]  # tools/make_reference.py writes it
+        measured = ref[MEASURED]  # as_reference wrote it
         print(f"reference, {profile} profile: {measured['machine']}; {measured['data']}; {measured['date']}")
         columns[f"{profile} reference"] = {r["name"]: r["test_top1"] for r in ref["runs"]}
     frame = pd.DataFrame(columns).rename_axis("test top-1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
@@ -138,9 +139,6 @@ class Config:
     compute_format: str = ""  # "" the hardware's default, "measure" the fastest timed, or a format's name
     progress: str = "widget"  # widget | text | off: how training shows its progress
     tensorboard: Path | None = None  # where runs write their curves for TensorBoard (None: they do not)
-    # the formats "measure" timed, per architecture, batch size and device, so that one notebook's
-    # runs train alike (filled by cost.choose)
-    measured_formats: dict = field(default_factory=dict, compare=False, repr=False)
 
     def budget(self, kind: str) -> Budget:
         """The budget of one kind of training (KINDS), with EPOCHS applied if the notebook set it."""
@@ -203,6 +201,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "mps" and not has_mps:
         raise ValueError("DEVICE='mps' but this machine has no Apple GPU: use DEVICE='auto' or 'cpu'.")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None, devices: list | tuple = ()):
+    """Draw from torch's global stream seeded with `seed` inside the block, and leave the stream
+    (the CPU's, and the CUDA `devices`') as it was outside it; seed None: neither seed nor fork."""
+    with torch.random.fork_rng(devices=list(devices), enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def seed_everything(seed: int) -> None:

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .metrics import evaluate, topk_correct
-
-PROGRESS_STYLES = ("widget", "text", "off")
+from .precision import loss_scaler
+from .settings import PROGRESS_STYLES
 
 
 @dataclass
@@ -72,7 +72,7 @@ def fit(model: nn.Module, train_loader, val_loader, *, epochs: int,
     With soft labels (MixUp, CutMix), train_top1 counts the label with the largest share.
     """
     device = next(model.parameters()).device
-    state = FitState(model, optimizer, epochs, len(train_loader), device, getattr(model, "loss_scaler", None))
+    state = FitState(model, optimizer, epochs, len(train_loader), device, loss_scaler(model))
     try:
         _event(callbacks, "on_fit_start", state)
         for state.epoch in range(1, epochs + 1):
@@ -121,16 +121,12 @@ def _train_epoch(state: FitState, loader, callbacks: Sequence[Callback]) -> dict
     return {"train_loss": loss_sum.item() / seen, "train_top1": correct.item() / seen}
 
 
-def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-         scaler: torch.amp.GradScaler | None = None) -> None:
+def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
     """Backward and one optimizer step: the course's only one (fit, the range test and the speed
-    measurements all take it). With a scaler (fp16): backward on the scaled loss, and the step
-    only if no gradient overflowed, the scale lowered if one did."""
+    measurements all take it, with the model's precision.loss_scaler). An enabled scaler (fp16):
+    backward on the scaled loss, and the step only if no gradient overflowed, the scale lowered
+    if one did; a disabled one passes the loss and the step through as they are."""
     optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-        return
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()

@@ -434,6 +434,14 @@ CHEATS = {
 }
 
 
+FORGE = """import json, os, stat
+nb = json.load(open('submitted.ipynb'))
+for cell in nb['cells']:
+    if cell['cell_type'] == 'code':
+        cell['outputs'], cell['execution_count'] = [], 1  # every check "ran", none failed
+open('graded.ipynb', 'w').write(json.dumps(nb))
+os.chmod('graded.ipynb', stat.S_IRUSR)  # papermill cannot write the real one over it
+"""
 DELEGATES = {  # passes every visible check, and teaches nothing
     "ex01_cross_entropy": "def cross_entropy(logits, labels):\n    return F.cross_entropy(logits, labels)\n",
     "ex01_topk": ("from cifar_utils import metrics\n\n\ndef topk_accuracy(logits, labels, k):\n"
@@ -458,8 +466,20 @@ def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(t
         exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
         if cell.metadata.get("nbgrader", {}).get("solution") and exercise in DELEGATES:
             cell.source = DELEGATES[exercise]
+    helped = nbformat.read(course_path, as_version=4)  # the function defined in a cell of its own, the answer cell empty
+    solution = next(i for i, c in enumerate(helped.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "ex01_topk_answer")
+    helped.cells.insert(solution, nbformat.v4.new_code_cell(DELEGATES["ex01_topk"]))
+    helped.cells[solution + 1].source = "# defined above\n"
+    forged = nbformat.read(course_path, as_version=4)  # wrong answers, and a graded notebook of its own making
+    wrong = {"ex01_cross_entropy": "def cross_entropy(logits, labels):\n    return torch.zeros(())\n",
+             "ex01_topk": "def topk_accuracy(logits, labels, k):\n    return 0.0\n"}
+    for cell in forged.cells:
+        exercise = cell.metadata.get("nbgrader", {}).get("grade_id", "").removesuffix("_answer")
+        if cell.metadata.get("nbgrader", {}).get("solution") and exercise in wrong:
+            cell.source = wrong[exercise]
+    forged.cells.append(nbformat.v4.new_code_cell(FORGE))
     for student, notebook in (("mallory", nb), ("teacher", nbformat.read(course_path, as_version=4)),
-                              ("della", delegated)):
+                              ("della", delegated), ("helper", helped), ("forger", forged)):
         (tmp_path / "class" / student).mkdir(parents=True)
         nbformat.write(notebook, tmp_path / "class" / student / course_path.name)
     records = assignments.grade([tmp_path / "class"], jobs=2, limits=sandbox.Limits(300, 120),
@@ -469,10 +489,15 @@ def test_patched_checks_and_hard_coded_answers_score_zero_and_honest_ones_full(t
         assert scored["teacher", exercise]["passed"] and scored["teacher", exercise]["points"] == 1
         cheat = scored["mallory", exercise]
         assert not cheat["passed"] and cheat["points"] == 0
-        assert cheat["message"].startswith("the visible check passed, but the hidden check:"), cheat
+        assert (cheat["message"].startswith("the visible check passed, but the hidden check:")  # answered a table
+                or "asks you not to" in cheat["message"]), cheat  # patched torch through sys.modules
     for exercise in DELEGATES:
         delegate = scored["della", exercise]
         assert not delegate["passed"] and "which this exercise asks you not to: write it yourself" in delegate["message"]
+    # a function defined outside its answer cell is graded as the answer cell alone: no function
+    assert not scored["helper", "ex01_topk"]["passed"] and "defines no function" in scored["helper", "ex01_topk"]["message"]
+    for exercise in CHEATS:  # a forged graded notebook fools the visible checks only
+        assert not scored["forger", exercise]["passed"] and "hidden check" in scored["forger", exercise]["message"]
 
 
 def test_exercises_that_ask_for_an_implementation_refuse_the_library_and_say_so():
@@ -498,6 +523,28 @@ def test_exercises_that_ask_for_an_implementation_refuse_the_library_and_say_so(
         assert own_work.refusal(exercise, source), exercise
     assert own_work.refusal("ex02_forward", "def forward(m, x):\n    return m.classifier(m.features(x))\n")
     assert own_work.refusal("ex04_freeze", "def freeze_all_but(m, h):\n    return getattr(m, h)\n") == ""  # no rule
+
+
+def test_an_answer_of_a_huge_view_is_judged_without_copying_it():
+    """A few bytes on disk that torch.load makes a view of 24 GB: the grader must not convert it."""
+    huge = torch.zeros(1).expand(3 * 2**30)
+    start = time.perf_counter()
+    assert probes.differs(huge, torch.zeros(4, 10), 1e-5).startswith("returned shape (3221225472,) instead of (4, 10)")
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.slow  # starts a kernel
+def test_a_notebook_of_no_course_is_named_and_the_class_is_graded(tmp_path):
+    course = tiny_course(tmp_path / "course")
+    submit(course, tmp_path / "subs" / "ada")
+    notes = tmp_path / "subs" / "eve" / "my_notes.ipynb"
+    notes.parent.mkdir(parents=True)
+    nbformat.write(nbformat.v4.new_notebook(), notes)
+    said = []
+    records = assignments.grade([tmp_path / "subs"], course, use_sandbox=False, limits=sandbox.Limits(120, 30),
+                                progress=lambda *a, **k: said.append(a[0]))
+    assert [r["student"] for r in records] == ["ada"] and records[0]["passed"]
+    assert any("eve/my_notes.ipynb" in line for line in said)
 
 
 def test_the_probes_module_refuses_to_run_whole_even_through_its_class():

@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,6 +148,7 @@ def test_the_leaderboard_escapes_what_students_write():
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert len(rows) == 4 and all(row.count(" | ") == 7 for row in rows)  # header, rule, two students: no injected row
     assert "<script>" not in table and "[click](" not in table and "\n# heading" not in table
+    assert "http://" not in table  # a bare address a Markdown renderer would make a link of
     with tables_file() as path:
         leaderboard.write_board(board, 1, path, None)
         students = [row["student"] for row in csv.DictReader(open(path))]
@@ -155,6 +159,26 @@ def test_the_leaderboard_escapes_what_students_write():
 def tables_file():
     with tempfile.TemporaryDirectory() as folder:
         yield Path(folder) / "board.csv"
+
+
+def test_the_network_is_counted_whole_even_with_its_weights_kept_as_buffers(tmp_path):
+    """Weights moved from parameters into buffers still count: the scorer counts every number the
+    exported network holds."""
+    honest = models.build("simple_cnn", 10, seed=0)
+    hidden = models.build("simple_cnn", 10, seed=0)
+    for module in hidden.modules():
+        for name, weight in list(module.named_parameters(recurse=False)):
+            delattr(module, name)
+            module.register_buffer(name, weight.detach().clone())
+    counted = []
+    for network in (honest, hidden):
+        torch.export.save(challenge.export_graded(network, (0.5,) * 3, (0.25,) * 3), tmp_path / "network.pt2")
+        np.save(tmp_path / "images.npy", np.zeros((3, 32, 32, 3), np.uint8))
+        subprocess.run([sys.executable, str(leaderboard.SCORER), "network.pt2", "images.npy", "."], cwd=tmp_path,
+                       check=True, capture_output=True)
+        counted.append(json.loads((tmp_path / "params.json").read_text())["params"])
+        assert np.load(tmp_path / "predictions.npy").shape == (3,)
+    assert counted[0] == counted[1] == 2_122_186 + 6  # the weights, and the normalisation's mean and std
 
 
 def label_table_cell(own: data.CifarData) -> str:
@@ -181,6 +205,7 @@ def test_a_hostile_class_on_the_leaderboard_costs_only_the_attackers(tmp_path, m
         "import os, stat\nopen('graded.ipynb', 'w').write('{')\nos.chmod('graded.ipynb', stat.S_IRUSR)"))
     variant(subs / "sleeper", after="outcome = task.submit", insert="import time\ntime.sleep(10_000)")  # hands in, then stays
     variant(subs / "twin" / "a")
+    (subs / "twin" / "a" / CHALLENGE.name).rename(subs / "twin" / "a" / "09_challenge_seed2.ipynb")  # the best of two?
     variant(subs / "twin" / "b")
     written = []
     board = leaderboard.grade_challenge([subs], own, minutes=1.5, jobs=2, progress=lambda *a, **k: None,
@@ -188,7 +213,7 @@ def test_a_hostile_class_on_the_leaderboard_costs_only_the_attackers(tmp_path, m
     by_student = {e["student"]: e for e in board}
     honest, looker = by_student["honest"], by_student["looker"]
     assert board[0]["student"] == "honest" and honest["rank"] == 1 and honest["status"] == "ranked"
-    assert honest["test_top1"] > 0.2 and honest["agreement"] == 1.0 and honest["params"] == 2_122_186
+    assert honest["test_top1"] > 0.2 and honest["agreement"] == 1.0 and honest["params"] == 2_122_186 + 6  # + mean, std
     assert honest["seconds"] <= 90  # the budget, start-up included
     # the table found none of the disguised images the network is scored on, and its hand-in is marked
     assert looker["status"] == "marked" and looker["test_top1"] < 0.6 and looker["agreement"] < 0.9

@@ -32,7 +32,7 @@ def test_measure_leaves_the_model_and_the_random_stream_untouched():
 def test_without_a_request_the_format_is_the_hardwares_default_and_nothing_is_timed(monkeypatch):
     monkeypatch.setattr(cost, "measure", lambda *a, **k: pytest.fail("the default needs no timing"))
     model = models.build("simple_cnn", 10)
-    assert cost.choose("", model, 8, CPU, {}) == precision.default_format(model, CPU)
+    assert cost.choose("", model, 8, CPU) == precision.default_format(model, CPU)
 
 
 def test_measure_is_an_opt_in_that_takes_the_fastest_once_per_architecture(monkeypatch):
@@ -44,23 +44,21 @@ def test_measure_is_an_opt_in_that_takes_the_fastest_once_per_architecture(monke
         return {FP32_FIRST: 10.0, FP32_LAST: 30.0, bf16_last: 20.0}
 
     monkeypatch.setattr(cost, "measure", fake_measure)
-    measured = {}  # a Config's measured_formats: one notebook's memory
-    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, measured) == FP32_LAST
-    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, measured) == FP32_LAST
+    monkeypatch.setattr(cost, "_FASTEST", {})  # a fresh process: a notebook's kernel
+    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
+    assert cost.choose("measure", models.build("simple_cnn", 10), 8, CPU) == FP32_LAST
     assert len(calls) == 1  # a second model of the same architecture trains the same way
-    cost.choose("measure", models.build("simple_cnn", 10), 16, CPU, measured)
-    cost.choose("measure", models.Upsampled(models.build("simple_cnn", 10), 64), 8, CPU, measured)
+    cost.choose("measure", models.build("simple_cnn", 10), 16, CPU)
+    cost.choose("measure", models.Upsampled(models.build("simple_cnn", 10), 64), 8, CPU)
     assert len(calls) == 3  # another batch size, another architecture: measured anew
-    cost.choose("measure", models.build("simple_cnn", 10), 8, CPU, {})
-    assert len(calls) == 4  # another notebook (another Config) measures for itself
 
 
 def test_a_pinned_format_is_used_and_a_typo_is_named(monkeypatch):
     monkeypatch.setattr(cost, "measure", lambda *a, **k: pytest.fail("a pin needs no timing"))
     net = models.build("simple_cnn", 10)
-    assert cost.choose("bf16, channels-last", net, 8, CPU, {}) == precision.ComputeFormat(torch.bfloat16, True)
+    assert cost.choose("bf16, channels-last", net, 8, CPU) == precision.ComputeFormat(torch.bfloat16, True)
     with pytest.raises(ValueError, match=r"'fp16,channels-last' is not a compute format for cpu.*'measure'"):
-        cost.choose("fp16,channels-last", net, 8, CPU, {})
+        cost.choose("fp16,channels-last", net, 8, CPU)
 
 
 def test_throughput_counts_only_the_timed_steps():
@@ -105,10 +103,9 @@ def test_throughput_stops_timing_after_max_seconds():
             time.sleep(0.05)
             seen.append(1)
             yield b
-    start = time.perf_counter()
     rate = cost.throughput(model, slow_batches(), steps=1000, warmup=1, max_seconds=0.2)
-    assert time.perf_counter() - start < 2 and 3 <= len(seen) <= 10
-    assert rate == pytest.approx(5 / 0.05, rel=0.5)  # still images per second of the timed steps
+    assert 3 <= len(seen) <= 6  # the warm-up, then the steps until the first past 0.2 s: however busy the machine
+    assert 0 < rate <= 5 / 0.05 * 1.05  # images per second of the timed steps, which the sleep holds down
 
 
 def test_throughput_takes_the_loops_step_with_the_models_loss_scaler():

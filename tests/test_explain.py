@@ -111,7 +111,7 @@ def test_the_pictures_draw():
     cams = explain.grad_cam(model, "features.4", torch.randn(3, 3, 32, 32))
     assert len(plots.grad_cam([image] * 3, cams, ["a", "b", "c"], ncols=3).axes) == 6
     fig = plots.grad_cam_right_and_wrong([image] * 3, cams, [0, 1, 2], [0, 2, 2], ["cat", "dog", "fox"], title="three")
-    assert fig._suptitle.get_text() == "three (2 right, 1 wrong)"
+    assert fig.get_suptitle() == "three (2 right, 1 wrong)"
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["cat", "dog\nas fox", "fox"]  # a mistake names the prediction
 
 

@@ -10,8 +10,8 @@ import cifar_utils
 LIBRARY = Path(cifar_utils.__file__).parent
 TOOLING = Path(cifar_course.__file__).parent
 # bottom to top; the order __init__'s docstring explains
-LAYERS = ["settings", "images", "folders", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics", "train", "callbacks",
-          "losses", "precision", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results",
+LAYERS = ["settings", "images", "folders", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics",
+          "precision", "train", "callbacks", "losses", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results",
           "findings", "plots"]
 SHIM = LIBRARY / "course" / "__main__.py"  # `python -m cifar_utils.course`, forwarding for one release
 

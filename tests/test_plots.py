@@ -30,7 +30,7 @@ def test_learning_curves_plot_the_history_with_whole_epochs(ax):
     assert plots.learning_curves(HISTORY, "top1", label="cnn", ax=ax) is ax
     val, train = ax.get_lines()
     assert list(val.get_xdata()) == [1, 2, 3] and list(val.get_ydata()) == [0.09, 0.18, 0.27]
-    assert list(train.get_ydata()) == [0.1, 0.2, 0.30000000000000004]
+    assert list(train.get_ydata()) == pytest.approx([0.1, 0.2, 0.3])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cnn validation", "cnn train"]
     ax.figure.canvas.draw()
     assert all(float(t).is_integer() for t in ax.get_xticks())
@@ -162,7 +162,7 @@ def test_compared_curves_draw_every_history_in_every_view():
     assert [line.get_label() for line in by_epoch.get_lines()] == ["a validation", "a train", "b validation", "b train"]
     assert list(by_time.get_lines()[0].get_xdata()) == [2.0, 5.0, 10.0] and by_time.get_ylabel() == "loss"
     assert list(by_time.get_lines()[0].get_ydata()) == [r["val_loss"] for r in HISTORY]
-    assert fig._suptitle.get_text() == "two runs"
+    assert fig.get_suptitle() == "two runs"
     assert by_epoch.get_legend() is None and by_time.get_legend() is None  # one legend for both panels
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["a validation", "a train", "b validation", "b train"]
     plt.close(fig)

@@ -33,7 +33,9 @@ def test_a_prepared_model_puts_weights_and_inputs_in_its_layout_and_computes_the
         assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
         assert first_conv_input(prepared, x).is_contiguous(memory_format=torch.channels_last)
         assert torch.allclose(prepared(x), before, atol=1e-5)
-    assert not model._forward_pre_hooks and not hasattr(model, "compute_format")  # nothing attached
+    with torch.no_grad():  # the model itself is left as it was: it computes the same, in fp32, by itself
+        assert type(model) is models.SimpleCNN and torch.allclose(model(x), before, atol=1e-5)
+        assert model(x).dtype == torch.float32
 
 
 def test_bf16_runs_the_convolutions_in_bf16_and_hands_back_fp32_logits():
@@ -124,7 +126,7 @@ def test_fp16_training_scales_the_loss_and_skips_a_step_whose_gradients_overflow
     assert not torch.equal(model.module.weight, start)  # a finite loss steps, as in fp32
 
 
-def test_cuda_without_bf16_units_defaults_to_fp16_and_fp32_models_get_no_scaler(monkeypatch):
+def test_cuda_without_bf16_units_defaults_to_fp16_and_fp32_models_scale_nothing(monkeypatch):
     monkeypatch.setattr(precision, "_cuda_has_bf16_units", lambda: False)
     net = models.build("simple_cnn", 10)
     assert precision.default_format(net, torch.device("cuda")).name == "fp16,channels-last"
@@ -140,4 +142,6 @@ def test_cuda_without_bf16_units_defaults_to_fp16_and_fp32_models_get_no_scaler(
     batch = [(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))]
     train.fit(precision.prepare(net, precision.PLAIN, CPU), batch, batch, epochs=1,
               optimizer=torch.optim.SGD(net.parameters(), lr=0.01), callbacks=[Keep()])
-    assert state["scaler"] is None
+    assert not state["scaler"].is_enabled()  # a pass-through: the loss and the step as they are
+    loss = torch.tensor(3.0)
+    assert state["scaler"].scale(loss) is loss

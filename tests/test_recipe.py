@@ -121,13 +121,32 @@ def test_a_frozen_body_stays_put_through_the_recipe(sample_loaders, cfg):
 
 def test_distillation_and_mixup_plug_in_as_callbacks_and_a_loaded_model_scores_without_training(
         sample_loaders, cfg):
+    """Each callback changes what the loop minimises: the batch is mixed before the model sees
+    it (soft labels, blended images), and the loss is the KD loss of those logits against the
+    teacher's, to the digit."""
     teacher = recipe.test_only("teacher", models.build("simple_cnn", 10, seed=1), sample_loaders, cfg)
     assert teacher.epochs == 0 and teacher.train_seconds == 0 and 0 <= teacher.test["top1"] <= 1
+    seen = []
+
+    class Watch(callbacks.Callback):  # after MixUp and Distillation: what the step will minimise
+        def on_batch_start(self, state):
+            seen.append({"y": state.y.clone()})
+
+        def on_loss(self, state):
+            with torch.no_grad():
+                by_hand = losses.distillation_loss(state.logits, teacher.model.eval()(state.x), state.y, 4.0, 0.7)
+            seen[-1]["loss"], seen[-1]["by_hand"] = state.loss.item(), by_hand.item()
+            seen[-1]["plain"] = torch.nn.functional.cross_entropy(state.logits, state.y).item()
     student = recipe.train("student", models.build("logistic_regression", 10, seed=0), sample_loaders,
                            recipe.Hyper(epochs=1, lr=0.01), cfg,
                            callbacks=[callbacks.BatchTransform(v2.MixUp(num_classes=10)),
-                                      losses.Distillation(teacher.model)])
-    assert np.isfinite(student.history[0]["train_loss"]) and student.epochs == 1
+                                      losses.Distillation(teacher.model, temperature=4.0, alpha=0.7), Watch()])
+    assert np.isfinite(student.history[0]["train_loss"]) and student.epochs == 1 and seen
+    for batch in seen:
+        assert batch["y"].dim() == 2 and torch.allclose(batch["y"].sum(1), torch.ones(len(batch["y"])))
+        assert batch["loss"] == pytest.approx(batch["by_hand"], rel=1e-4)  # the loss is the KD loss
+        assert batch["loss"] != pytest.approx(batch["plain"], rel=1e-3)  # not the plain cross-entropy
+    assert any((batch["y"] < 0.99).all(1).any() for batch in seen)  # mixed: some rows are no class alone
 
 
 def test_build_with_a_seed_gives_the_same_weights_and_leaves_the_global_stream():
@@ -152,42 +171,6 @@ def test_the_run_keeps_its_test_logits_and_flip_tta_reuses_them(sample_loaders, 
     assert run.test_flip != run.test
     cm = run.confusion_matrix()  # from the kept logits: every test image once, the right ones on the diagonal
     assert cm.shape == (10, 10) and cm.sum() == len(labels) and cm.trace() == round(run.test["top1"] * len(labels))
-
-
-def test_a_model_followed_through_the_recipe_only_goes_down_the_layering(sample_loaders, cfg):
-    """The modules recipe.train hands the model to, in order, each below the one before it (the
-    recipe's own Run, which it fills in last, aside)."""
-    from test_layering import LAYERS
-
-    net = models.build("simple_cnn", 10, seed=0)
-    visited = []
-
-    def package_caller(frame):  # the nearest calling frame in cifar_utils (decorators are torch's)
-        caller = frame.f_back
-        while caller is not None and not caller.f_globals.get("__name__", "").startswith("cifar_utils."):
-            caller = caller.f_back
-        return caller
-
-    def tracer(frame, event, arg):
-        if event != "call" or not frame.f_globals.get("__name__", "").startswith("cifar_utils."):
-            return
-        caller = package_caller(frame)
-        if caller is not None and caller.f_code is recipe.train.__code__:
-            module = frame.f_globals.get("__name__", "")
-            takes_the_model = any(v is net or getattr(v, "module", None) is net for v in frame.f_locals.values())
-            if module.startswith("cifar_utils.") and module != "cifar_utils.recipe" and takes_the_model:
-                visited.append(module.removeprefix("cifar_utils."))
-
-    import sys
-    sys.setprofile(tracer)
-    try:
-        recipe.train("traced", net, sample_loaders, recipe.Hyper(epochs=1), cfg)
-    finally:
-        sys.setprofile(None)
-    order = [m for i, m in enumerate(visited) if i == 0 or visited[i - 1] != m]
-    assert order == ["cost", "precision", "train", "metrics"]
-    layers = [LAYERS.index(m) for m in order]
-    assert layers == sorted(layers, reverse=True), f"the model goes {' -> '.join(order)}"
 
 
 def test_tensorboard_holds_every_epoch_of_the_history_and_the_test_scores(sample_loaders, tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 import nbformat
 from PIL import Image
 
-from cifar_utils.results import REFERENCE_DIR, read
+from cifar_utils import results
 
 MAX_WIDTH = 900  # pixels of a figure in a reference notebook
 MAX_BYTES = 1_000_000  # of a reference notebook, figures included
@@ -40,20 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", default=date.today().isoformat())
     parser.add_argument("--into", type=Path, help="where to write (default: docs/reference/<profile>)")
     args = parser.parse_args(argv)
-    records = [read(p) for p in sorted(args.run.glob("[0-9][0-9]_*.json"))]  # checked as results
+    records = results.in_folder(args.run)  # checked as results
     if not records:
         parser.error(f"no results JSON in {args.run}")
     profiles = {(r["profile"], r["dataset"]) for r in records}
     if len(profiles) != 1:
         parser.error(f"{args.run} mixes profiles or data sets: {sorted(profiles)}")
-    measured = {"machine": args.machine, "data": args.data, "date": args.date}
-    target = args.into or REFERENCE_DIR / records[0]["profile"]
+    target = args.into or results.REFERENCE_DIR / records[0]["profile"]
     target.mkdir(parents=True, exist_ok=True)
     for record in records:
         stem = record["notebook"]
-        record["measured"] = measured
-        for run in record["runs"]:
-            run.pop("history", None)  # the curves stay in the run folder; the reference keeps the numbers
+        record = results.as_reference(record, args.machine, args.data, args.date)
+        measured = record[results.MEASURED]
         (target / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
         executed = args.run / f"{stem}.ipynb"
         if not executed.is_file():
