@@ -217,6 +217,8 @@ class HiddenChecks:
             threads: int) -> dict[str, str]:
         """Per exercise, "" or why the answers of its graded source (`sources`) are not the course
         solution's: asked in a fresh sandbox where nothing else of the submission runs."""
+        if not self.cases:  # no exercise of this notebook has a probe: nothing to ask
+            return {}
         limits = dataclasses.replace(limits, notebook_seconds=min(limits.notebook_seconds, PROBE_SECONDS))
         with sandbox.work_folder("probe-", limits.disk_bytes) as work:
             probes.save_questions(self.cases, sources, work)

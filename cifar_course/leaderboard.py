@@ -21,14 +21,17 @@ predictions that disagree with the network, and a run that went over its budget.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
+import math
 import os
 import re
 import secrets
 import sys
 import time
 import tokenize
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +127,53 @@ def read_classes(path: Path, count: int, classes: int) -> np.ndarray | str:
     return predicted
 
 
+def checked_network(content: bytes) -> tuple[bytes, int]:
+    """A handed-in network archive (torch.export's zip) made safe to load, and the numbers it
+    holds (its weights and constants, counted from the archive's own description, as data).
+
+    torch.export.load unpickles what the archive asks it to (a weight marked use_pickle, a custom
+    or opaque constant, sample inputs it cannot read as plain tensors): code of the run's own,
+    which could then answer in the scorer's place. So such an archive is refused, and its sample
+    inputs are replaced by the grader's own; ValueError says why an archive is refused."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+        names = archive.namelist()
+        if sum(info.file_size for info in archive.infolist()) > 2 * MAX_NETWORK_BYTES:
+            raise ValueError("it unpacks to more than it may hold")
+        size = 0
+        for name in names:
+            if not name.endswith(("weights_config.json", "constants_config.json")):
+                continue
+            for entry in json.loads(archive.read(name))["config"].values():
+                if entry.get("use_pickle") or not str(entry.get("path_name", "")).startswith(("weight_", "tensor_")):
+                    raise ValueError(f"{name} holds something other than plain tensors (pickled objects run code)")
+                size += math.prod(int(s["as_int"]) for s in entry["tensor_meta"]["sizes"])
+        rebuilt = io.BytesIO()
+        with zipfile.ZipFile(rebuilt, "w") as out:
+            for name in names:
+                is_sample = "/data/sample_inputs/" in f"/{name}"
+                out.writestr(archive.getinfo(name), _plain_sample_inputs() if is_sample else archive.read(name))
+    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"it is not the archive task.submit writes ({type(err).__name__})") from None
+    return rebuilt.getvalue(), size
+
+
+@functools.cache
+def _plain_sample_inputs() -> bytes:
+    """The sample inputs of a network exported as the challenge exports them, made here."""
+    import torch
+
+    from cifar_utils.challenge import EXPORT_BATCH
+
+    class Cast(torch.nn.Module):
+        def forward(self, images):
+            return images.float()
+    buffer = io.BytesIO()
+    torch.export.save(torch.export.export(Cast(), (torch.zeros(EXPORT_BATCH, 32, 32, 3, dtype=torch.uint8),)), buffer)
+    with zipfile.ZipFile(buffer) as archive:
+        return archive.read(next(n for n in archive.namelist() if "/data/sample_inputs/" in f"/{n}"))
+
+
 # --- one submission ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -143,27 +193,23 @@ def score_network(handed_in: Path, setting: Setting) -> tuple[np.ndarray, np.nda
     """Run the network a run handed in on the held images (disguised) and on the shown ones, in
     a fresh sandbox: (held predictions, shown predictions, parameters), or why it cannot be scored."""
     try:
-        network = sandbox.read_back(handed_in / NETWORK, MAX_NETWORK_BYTES)
+        network, size = checked_network(sandbox.read_back(handed_in / NETWORK, MAX_NETWORK_BYTES))
     except FileNotFoundError:
         return "handed in no network (task.submit saves it)"
-    except sandbox.Untrusted as err:
+    except (sandbox.Untrusted, ValueError) as err:
         return f"its network was refused: {err}"
     handout = setting.handout
     shown = np.load(handout.folder / "test_images.npy", allow_pickle=False)
-    with sandbox.work_folder("challenge-score-") as work:
+    with sandbox.work_folder("challenge-score-", sandbox.Limits.disk_bytes) as work:
         (work / NETWORK).write_bytes(network)
         np.save(work / "images.npy", np.concatenate([handout.held_images, shown]))
-        limits = sandbox.Limits(SCORING_SECONDS, SCORING_SECONDS, setting.memory_bytes)
+        limits = sandbox.Limits(SCORING_SECONDS, SCORING_SECONDS, setting.memory_bytes)  # its work folder: a tmpfs
         failed, _ = sandbox.run([sys.executable, str(SCORER), NETWORK, "images.npy", "."], work,
                                 sandbox.child_env(work, setting.threads), limits, setting.scorer)
         predicted = read_classes(work / "predictions.npy", len(handout.held_images) + len(shown), len(handout.classes))
-        try:
-            params = int(json.loads(sandbox.read_back(work / "params.json", 2**10))["params"])
-        except Exception:  # missing or not the scorer's record
-            params = None
     if isinstance(predicted, str):
         return f"its network could not be scored ({failed or predicted})"
-    return predicted[:len(handout.held_images)], predicted[len(handout.held_images):], params
+    return predicted[:len(handout.held_images)], predicted[len(handout.held_images):], size
 
 
 def run_one(student: str, path: Path, setting: Setting) -> dict:
@@ -189,7 +235,7 @@ def _run_and_score(entry: dict, student: str, path: Path, nb, code_bytes: int, s
         ignored = sorted(p.name for p in path.parent.iterdir() if p != path and not p.name.startswith("."))
         if ignored:
             notes.append(f"not used (only the notebook runs): {', '.join(ignored)[:300]}")
-    with sandbox.work_folder("challenge-run-") as work:
+    with sandbox.work_folder("challenge-run-", sandbox.Limits.disk_bytes) as work:
         out = work / "handed_in"
         out.mkdir()
         notebook, executed_path = work / "submitted.ipynb", work / "graded.ipynb"

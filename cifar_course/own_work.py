@@ -5,19 +5,25 @@ function passes every check without teaching anything (`return F.cross_entropy(z
 "cross-entropy from the definition"). The grader reads each such solution cell's code before
 it runs and gives it no points if it names what the exercise asks the student to write: the
 library function, a layer or module called whole, or a way to reach a name indirectly
-(`getattr`, `eval`, `type(m).forward`). Each exercise's text in the notebook says so.
+(`getattr`, `eval`, `type(m).forward`, pickle, a match pattern's attribute names). Each
+exercise's text in the notebook says so. It is a list of what is refused, not a proof: Python
+offers more ways to reach a function than any list names, so a teacher should still read
+solutions that look too short.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 # ways to reach a function without naming it, refused in every exercise below: builtins called by name
 # (`x.type(...)` stays a tensor's method), and attributes and modules wherever they appear
 INDIRECT_CALLS = ("getattr", "eval", "exec", "compile", "__import__", "globals", "locals", "vars", "type", "super")
-INDIRECT = ("__dict__", "__getattribute__", "__class__", "__call__", "_call_impl", "attrgetter", "methodcaller",
-            "import_module", "importlib", "operator", "sys", "inspect", "builtins", "__builtins__",
+INDIRECT = ("__dict__", "__getattribute__", "__class__", "__call__", "_call_impl", "__mro__", "__bases__",
+            "__subclasses__", "__func__", "__self__", "__wrapped__", "__globals__", "__code__", "__reduce__",
+            "attrgetter", "methodcaller", "import_module", "importlib", "operator", "sys", "inspect", "builtins",
+            "__builtins__", "pickle", "pydoc", "marshal", "copyreg", "dill", "cloudpickle", "ctypes", "runpy",
             "_C", "ops", "_nn", "_VF")  # torch's own kernels under their internal names (torch._C._nn.cross_entropy_loss)
 
 
@@ -35,7 +41,7 @@ class OwnWork:
 
     def refused(self) -> str:
         """The sentence the notebook shows beside the exercise (tests keep the two the same)."""
-        listed = ", ".join(f"`{n}`" for n in (*self.modules, *self.names))
+        listed = ", ".join(f"`{n}`" for n in (*self.names, *self.modules))
         whole = ", calls the module it is given as a whole" if self.whole else ""
         return (f"*Write it yourself:* the grader gives no points to a solution that uses {listed}{whole} or "
                 "reaches a name indirectly (`getattr`, `eval`, `type(...)` and the like).")
@@ -74,6 +80,10 @@ def refusal(exercise: str, source: str, imports: str = "") -> str:
     called = _modules_called_whole(tree, rule)
     if called:
         return f"your solution calls {called} as a whole, which this exercise asks you to write out (scored zero)"
+    kept = _parts_not_indexed(tree, rule)
+    if kept:
+        return (f"your solution takes {kept} as a whole, where this exercise asks for its layers one by one "
+                f"({kept}[0], ...) (scored zero)")
     return ""
 
 
@@ -91,11 +101,24 @@ def _names_used(tree: ast.AST) -> set[str]:
             found.update(node.module.split("."))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _dotted(node.value.strip()):
             found.update(node.value.strip().split("."))  # getattr(F, "cross_entropy"); not a docstring's words
+        elif isinstance(node, ast.Constant) and isinstance(node.value, bytes):  # pickle's b"cmodule\nname\n"
+            found.update(re.findall(r"[A-Za-z_]\w*", node.value.decode("latin-1")))
+        elif isinstance(node, ast.MatchClass):  # case object(cross_entropy=ce): an attribute read by name
+            found.update(node.kwd_attrs)
     return found
 
 
 def _dotted(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+def _parts_not_indexed(tree: ast.AST, rule: OwnWork) -> str:
+    """A layer group of `rule.parts` used otherwise than indexed (`f = model.features`), or ""."""
+    indexed = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Subscript)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in rule.parts and id(node) not in indexed:
+            return f".{node.attr}"
+    return ""
 
 
 def _modules_called_whole(tree: ast.AST, rule: OwnWork) -> str:

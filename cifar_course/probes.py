@@ -7,7 +7,7 @@ visible inputs from a table, or leave a forged executed notebook behind. The gra
 also asks each exercise's function for its answers to inputs it chooses itself: the check's
 visible inputs and hidden ones drawn from a seed the grader picks at grading time. It asks them
 in a fresh sandbox that runs nothing of the submission but each exercise's graded source (its
-solution cell, after the notebook's import lines; `answer_all`, run by _probe.py), so no other
+solution cell, after the notebook's import lines; _probe.py), so no other
 cell can define the function, patch what it calls or write the answers. That run saves what each
 function returned as plain data; the grader reads it outside the sandbox
 (`torch.load(weights_only=True)` runs no code) and compares it with what the course's own
@@ -330,41 +330,6 @@ def save_questions(cases: dict[str, list], sources: dict[str, str], folder: Path
     torch.save({ex: found for ex, found in cases.items() if ex in sources}, folder / "cases.pt")
     for exercise, source in sources.items():
         (folder / f"{exercise}.py").write_text(source)
-
-
-def answer_all(folder: Path, case_seconds: int = 20) -> None:
-    """In the probe run's sandbox: for each exercise, run its graded source in a namespace of its
-    own and answer the grader's cases with the functions it defined, into <exercise>.pt. A case
-    that runs past `case_seconds` is answered with the error."""
-    import signal
-
-    def too_long(*_):
-        raise TimeoutError(f"it ran past {case_seconds} s")
-    signal.signal(signal.SIGALRM, too_long)
-    for exercise, cases in torch.load(folder / "cases.pt", weights_only=True).items():
-        namespace: dict = {}
-        failed = ""
-        signal.alarm(case_seconds)
-        try:
-            exec(compile((folder / f"{exercise}.py").read_text(), f"{exercise} (your solution cell)", "exec"), namespace)
-        except BaseException as err:  # the student's cell, run alone: whatever it raises is its answer
-            failed = f"your solution cell raised {type(err).__name__}: {err}"[:300]
-        finally:
-            signal.alarm(0)
-        answers = []
-        for name, arguments in cases:
-            function = namespace.get(name)
-            if failed or not callable(function):
-                answers.append({"error": failed or f"the solution cell defines no function {name}() of its own"})
-                continue
-            signal.alarm(case_seconds)
-            try:
-                answers.append(call(function, arguments))
-            except BaseException as err:  # the alarm, outside call()'s own net
-                answers.append({"error": f"{type(err).__name__}: {err}"[:300]})
-            finally:
-                signal.alarm(0)
-        torch.save(answers, folder / f"{exercise}.pt")
 
 
 # --- the grader's side --------------------------------------------------------------------------

@@ -2,23 +2,19 @@
 renderer, one CSV writer, student text escaped, files replaced whole.
 
 Whatever a student names a folder or makes an exception say ends up in these tables, so every
-cell is escaped for its format: Markdown (no row, link, HTML or emphasis of its own) and CSV (no
-formula a spreadsheet would run).
+such cell is escaped for its format: Markdown (a code span: no row, link, HTML or emphasis of
+its own) and CSV (no formula a spreadsheet would run).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import os
-import re
 import tempfile
 from pathlib import Path
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|#!~])")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_LINKLIKE = re.compile(r"[A-Za-z][\w+.-]*:(?=//)|\bwww\.|\w@")
 
 
 def one_line(text: object) -> str:
@@ -27,10 +23,11 @@ def one_line(text: object) -> str:
 
 
 def markdown_cell(value: object) -> str:
-    """A value as the text of a Markdown table cell: one line, HTML and Markdown's own marks
-    escaped, and no address a renderer would turn into a link (`https://`, `www.`, `a@b`)."""
-    text = _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line(value), quote=False))
-    return _LINKLIKE.sub(lambda m: m.group(0)[:-1] + "\u200b" + m.group(0)[-1], text)  # a zero-width space breaks it
+    """What a student wrote, as a Markdown table cell: one line, in a code span, where Markdown
+    makes no link, emphasis or HTML of anything (a bare address included), and only the table's
+    own `|` needs its escape."""
+    text = one_line(value).replace("`", "'").replace("|", "\\|")
+    return f"`` {text} ``" if text else ""
 
 
 def markdown(header: list[str], rows: list[list[object]], align: str = "") -> str:

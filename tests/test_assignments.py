@@ -519,8 +519,18 @@ def test_exercises_that_ask_for_an_implementation_refuse_the_library_and_say_so(
                    "ex02_forward": "def forward(model, x):\n    return type(model).forward(model, x)\n",
                    "ex03_residual": "def residual_forward(block, x):\n    return block(x)\n",
                    "ex07_flip_tta": "def flip_tta_logits(m, x):\n    return metrics.logits_of(m, x, True)\n"}
+    delegations |= {  # the ways round the first list that a second look found
+        "ex01_cross_entropy": "def cross_entropy(z, y):\n    match F:\n        case object(cross_entropy=ce):\n"
+                              "            return ce(z, y)\n",
+        "ex01_topk": "import pickle\ndef topk_accuracy(z, y, k):\n    return pickle.loads(b'ccifar_utils.metrics\\n"
+                     "topk_correct\\n.')(z, y, (k,))[0] / len(y)\n",
+        "ex03_residual": "def residual_forward(block, x):\n    match block:\n        case object(__class__=cls): pass\n"
+                         "    return cls.__mro__[1].__call__(block, x)\n",
+        "ex06_soften": "import pydoc\ndef soften(z, T):\n    return pydoc.locate('torch.nn.functional.soft' + 'max')(z / T, 1)\n",
+        "ex07_flip_tta": "def flip_tta_logits(m, x):\n    return torch._C._nn.linear(x, m)\n"}
     for exercise, source in delegations.items():
         assert own_work.refusal(exercise, source), exercise
+    assert own_work.refusal("ex02_forward", "def forward(m, x):\n    f, c = m.features, m.classifier\n    return c(f(x))\n")
     assert own_work.refusal("ex02_forward", "def forward(m, x):\n    return m.classifier(m.features(x))\n")
     assert own_work.refusal("ex04_freeze", "def freeze_all_but(m, h):\n    return getattr(m, h)\n") == ""  # no rule
 

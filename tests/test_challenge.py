@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -147,8 +150,10 @@ def test_the_leaderboard_escapes_what_students_write():
     table = leaderboard.markdown(board, 1)
     rows = [line for line in table.splitlines() if line.startswith("|")]
     assert len(rows) == 4 and all(row.count(" | ") == 7 for row in rows)  # header, rule, two students: no injected row
-    assert "<script>" not in table and "[click](" not in table and "\n# heading" not in table
-    assert "http://" not in table  # a bare address a Markdown renderer would make a link of
+    for row in rows[2:]:  # what the student wrote: code spans, where Markdown makes no link, HTML or heading
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        assert cells[1].startswith("`` ") and cells[1].endswith(" ``")
+        assert cells[7] == "" or (cells[7].startswith("`` ") and cells[7].endswith(" ``"))
     with tables_file() as path:
         leaderboard.write_board(board, 1, path, None)
         students = [row["student"] for row in csv.DictReader(open(path))]
@@ -161,24 +166,42 @@ def tables_file():
         yield Path(folder) / "board.csv"
 
 
-def test_the_network_is_counted_whole_even_with_its_weights_kept_as_buffers(tmp_path):
-    """Weights moved from parameters into buffers still count: the scorer counts every number the
-    exported network holds."""
+def test_the_network_is_counted_whole_and_scored_without_running_code_it_carries(tmp_path):
+    """Weights moved into buffers still count (the grader counts every tensor the archive
+    describes, as data), and an archive that asks torch.export.load to unpickle something (code of
+    the run's own, which could answer in the scorer's place) is refused before anything loads it."""
     honest = models.build("simple_cnn", 10, seed=0)
     hidden = models.build("simple_cnn", 10, seed=0)
     for module in hidden.modules():
         for name, weight in list(module.named_parameters(recurse=False)):
             delattr(module, name)
             module.register_buffer(name, weight.detach().clone())
-    counted = []
+    archives = []
     for network in (honest, hidden):
-        torch.export.save(challenge.export_graded(network, (0.5,) * 3, (0.25,) * 3), tmp_path / "network.pt2")
-        np.save(tmp_path / "images.npy", np.zeros((3, 32, 32, 3), np.uint8))
-        subprocess.run([sys.executable, str(leaderboard.SCORER), "network.pt2", "images.npy", "."], cwd=tmp_path,
-                       check=True, capture_output=True)
-        counted.append(json.loads((tmp_path / "params.json").read_text())["params"])
-        assert np.load(tmp_path / "predictions.npy").shape == (3,)
-    assert counted[0] == counted[1] == 2_122_186 + 6  # the weights, and the normalisation's mean and std
+        buffer = io.BytesIO()
+        torch.export.save(challenge.export_graded(network, (0.5,) * 3, (0.25,) * 3), buffer)
+        archives.append(buffer.getvalue())
+    counted = [leaderboard.checked_network(archive)[1] for archive in archives]
+    assert counted == [2_122_186 + 6] * 2  # the weights, and the normalisation's mean and std
+    (tmp_path / "network.pt2").write_bytes(leaderboard.checked_network(archives[1])[0])
+    np.save(tmp_path / "images.npy", np.zeros((3, 32, 32, 3), np.uint8))
+    subprocess.run([sys.executable, str(leaderboard.SCORER), "network.pt2", "images.npy", "."], cwd=tmp_path,
+                   check=True, capture_output=True)
+    assert np.load(tmp_path / "predictions.npy").shape == (3,)  # the checked archive still loads and runs
+    with zipfile.ZipFile(io.BytesIO(archives[0])) as original:
+        files = {name: original.read(name) for name in original.namelist()}
+    config = next(name for name in files if name.endswith("weights_config.json"))
+    described = json.loads(files[config])
+    next(iter(described["config"].values()))["use_pickle"] = True  # "unpickle this weight": run its code
+    files[config] = json.dumps(described).encode()
+    tampered = io.BytesIO()
+    with zipfile.ZipFile(tampered, "w") as out:
+        for name, content in files.items():
+            out.writestr(name, content)
+    with pytest.raises(ValueError, match="other than plain tensors"):
+        leaderboard.checked_network(tampered.getvalue())
+    with pytest.raises(ValueError, match="not the archive"):
+        leaderboard.checked_network(b"not a zip")
 
 
 def label_table_cell(own: data.CifarData) -> str:
