@@ -13,14 +13,14 @@ import cifar_course as tooling
 from cifar_utils.checkpoints import CheckpointError
 from cifar_utils.data import DataError
 
-from . import assignments, bench, demo, handout, leaderboard, runner, sandbox, site
+from . import assignments, bench, demo, handout, leaderboard, runner, sandbox, site, student_versions
 
 # name -> (help, add its arguments, carry it out)
 COMMANDS = {
     "run": ("execute the notebooks with papermill, then report", runner.add_run_arguments, runner.run_command),
     "report": ("rebuild the report of a run folder", runner.add_report_arguments, runner.report_command),
-    "generate": ("write student versions of the notebooks", assignments.add_generate_arguments,
-                 assignments.generate_command),
+    "generate": ("write student versions of the notebooks", student_versions.add_generate_arguments,
+                 student_versions.generate_command),
     "grade": ("run submissions in a sandbox and score their exercises", assignments.add_grade_arguments,
               assignments.grade_command),
     "challenge": ("run 09's challenge submissions within the time budget, and rank them",

@@ -1,6 +1,5 @@
-"""Student versions of the course notebooks, and a grader for what students hand in.
+"""A grader for what students hand in (student_versions.py makes what they are handed).
 
-    course generate --out student/
     course grade submissions/ --jobs 4 --csv grades.csv --json grades.json
 
 Exercises use nbgrader's conventions and metadata, so nbgrader itself takes the notebooks as
@@ -26,7 +25,6 @@ import ast
 import dataclasses
 import json
 import os
-import re
 import secrets
 import sys
 import time
@@ -39,12 +37,8 @@ import nbformat
 from cifar_utils.settings import PLAIN_PROGRESS_ENV, PROFILE_ENV, RESULTS_ENV
 
 from . import gradebook, own_work, probes, sandbox
+from .student_versions import ANSWER_STUB
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
-STUB = "raise NotImplementedError(\"Exercise: replace this line with your code\")"
-ANSWER_STUB = "YOUR ANSWER HERE"  # nbgrader's text for a written answer in the student version
-STUDENT_PROFILE = ('PROFILE = "auto-short"  # minutes per notebook: laptop on a CPU, short on a GPU '
-                   '| auto | smoke | laptop | short | full')
 # the course's own notebooks: beside the package in a clone, else ./notebooks
 _REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHILD = Path(__file__).with_name("_child.py")  # runs each submission, inside the sandbox
@@ -74,52 +68,6 @@ def locked_cells(nb) -> dict[str, dict]:
     """Every cell nbgrader keeps from the teacher's version (locked: checks, read-only cells), by grade_id."""
     return {_grading(c)["grade_id"]: c for c in nb.cells
             if _grading(c).get("locked") and _grading(c).get("grade_id")}
-
-
-def _clear_solutions():
-    """nbgrader's own preprocessor for blanking solutions, with the course's stubs."""
-    from nbgrader.preprocessors import ClearSolutions
-
-    return ClearSolutions(code_stub={"python": STUB}, text_stub=ANSWER_STUB)
-
-
-def blank_solutions(source: str) -> str:
-    """A solution cell's source with each BEGIN/END SOLUTION region replaced by the stub, at
-    the region's indentation (what nbgrader's ClearSolutions does to the cell)."""
-    cell = nbformat.v4.new_code_cell(source)
-    cell.metadata["nbgrader"] = {"solution": True, "grade": False, "locked": False, "grade_id": "blank",
-                                 "schema_version": 3}
-    nb = nbformat.v4.new_notebook(cells=[cell])
-    return _clear_solutions().preprocess(nb, {})[0].cells[0].source
-
-
-def student_version(nb):
-    """A copy of a course notebook as students get it: solutions blanked by nbgrader's
-    ClearSolutions (code regions to the stub, written answers to its "YOUR ANSWER HERE"),
-    checks kept, outputs cleared, and the profile of student runs."""
-    nb = _clear_solutions().preprocess(nbformat.from_dict(json.loads(json.dumps(nb))), {})[0]
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        cell.outputs, cell.execution_count = [], None
-        if "parameters" in cell.metadata.get("tags", []):
-            # 'auto' would pick the full profile on a GPU: minutes, not an hour, for students
-            cell.source = re.sub(r'^PROFILE = "auto".*$', STUDENT_PROFILE, cell.source,
-                                 flags=re.MULTILINE)
-    return nb
-
-
-def generate(notebooks: list[Path], out: Path) -> list[Path]:
-    """Write the student version of every notebook (09's challenge has no exercises to blank:
-    its copy only starts in the students' profile); return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in notebooks:
-        nb = nbformat.read(path, as_version=4)
-        target = out / path.name
-        nbformat.write(student_version(nb), target)
-        written.append(target)
-    return written
 
 
 # --- the teacher's checks, put back ------------------------------------------------------
@@ -429,19 +377,6 @@ def grade(paths: list[Path], source_dir: Path = COURSE_NOTEBOOKS, jobs: int | No
             if on_graded:
                 on_graded([r for k in sorted(records) for r in records[k]])
     return [r for i in sorted(records) for r in records[i]]
-
-
-def add_generate_arguments(gen: argparse.ArgumentParser) -> None:
-    """The `generate` command's arguments."""
-    gen.add_argument("--out", type=Path, required=True)
-    gen.add_argument("--notebooks", type=Path, default=Path("notebooks"))
-
-
-def generate_command(args: argparse.Namespace) -> int:
-    """`generate`: student versions of the numbered notebooks."""
-    for path in generate(sorted(args.notebooks.glob("[0-9][0-9]_*.ipynb")), args.out):
-        print("wrote", path)
-    return 0
 
 
 def add_grade_arguments(grd: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import NOTEBOOK_DIR
 
-from cifar_course import assignments, gradebook, own_work, probes, sandbox
+from cifar_course import assignments, gradebook, own_work, probes, sandbox, student_versions
 from cifar_course.__main__ import main as course_main
 
 STUDENT_DIR = NOTEBOOK_DIR.parent / "student"
@@ -47,7 +47,7 @@ def test_every_notebook_has_exercises_a_written_answer_and_unique_ids():
 
 def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
     every = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-    written = assignments.generate(every, tmp_path)
+    written = student_versions.generate(every, tmp_path)
     assert [p.name for p in written] == [p.name for p in every]  # 09, the challenge, too
     for course_path, student_path in zip(every, written):
         course, student = (nbformat.read(p, as_version=4) for p in (course_path, student_path))
@@ -55,9 +55,9 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
         for c, s in zip(course.cells, student.cells):
             grading = c.metadata.get("nbgrader", {})
             if grading.get("solution") and c.cell_type == "markdown":  # a written answer
-                assert s.source == assignments.ANSWER_STUB
+                assert s.source == student_versions.ANSWER_STUB
             elif grading.get("solution"):
-                assert assignments.BEGIN not in s.source and "NotImplementedError" in s.source
+                assert student_versions.BEGIN not in s.source and "NotImplementedError" in s.source
                 assert s.source.split("\n")[0] == c.source.split("\n")[0]  # the def line stays
             elif "parameters" in c.metadata.get("tags", []):
                 assert 'PROFILE = "auto-short"' in s.source
@@ -68,7 +68,7 @@ def test_student_versions_blank_solutions_and_keep_checks(tmp_path):
 
 def test_committed_student_versions_are_up_to_date(tmp_path):
     """`course generate --out student` rewrites student/."""
-    assignments.generate(sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")), tmp_path)
+    student_versions.generate(sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")), tmp_path)
     fresh = {p.name: p.read_text() for p in sorted(tmp_path.glob("*.ipynb"))}
     committed = {p.name: p.read_text() for p in sorted(STUDENT_DIR.glob("*.ipynb"))}
     assert committed == fresh, "student/ is stale: run `course " \
@@ -90,7 +90,7 @@ def test_the_course_notebooks_get_full_marks(smoke_course):
 @pytest.mark.classroom  # every notebook's blank version in the sandbox: minutes
 @needs_sandbox
 def test_blank_student_versions_score_zero_and_still_complete(tmp_path):
-    students = assignments.generate(WITH_EXERCISES, tmp_path / "student")
+    students = student_versions.generate(WITH_EXERCISES, tmp_path / "student")
     records = assignments.grade(students, jobs=2, limits=sandbox.Limits(300, 120),
                                 progress=lambda *a, **k: None)
     assert len(records) >= 13 + 7
@@ -344,7 +344,7 @@ def test_every_exercise_has_a_probe_the_solution_passes_and_the_blank_fails(path
         assert repr(first[ex]) != repr(second[ex])  # hidden inputs drawn anew for each grading
         reference = probes.expected(solutions[ex], first[ex])
         assert probes.judge(ex, answered(solutions[ex], first[ex]), reference) == ""
-        blank = probes.judge(ex, answered(assignments.blank_solutions(solutions[ex]), first[ex]), reference)
+        blank = probes.judge(ex, answered(student_versions.blank_solutions(solutions[ex]), first[ex]), reference)
         assert blank.startswith("hidden check:") and "NotImplementedError" in blank, blank
 
 

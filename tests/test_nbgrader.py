@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from helpers import NOTEBOOK_DIR
 
-from cifar_course import assignments
+from cifar_course import assignments, student_versions
 
 pytest.importorskip("nbgrader")
 WITH_EXERCISES = [p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -88,8 +88,8 @@ def test_generate_assignment_blanks_every_solution_and_keeps_every_check(release
         assert len(assignments.exercise_cells(released)) == len(assignments.exercise_cells(course))
         written = [c for _, c in assignments.written_answers(released)]
         assert len(written) == len(assignments.written_answers(course))
-        assert all(c.source.strip() == assignments.ANSWER_STUB for c in written)  # nbgrader's stub
-        assert assignments.BEGIN not in "".join(c.source for c in released.cells)
+        assert all(c.source.strip() == student_versions.ANSWER_STUB for c in written)  # nbgrader's stub
+        assert student_versions.BEGIN not in "".join(c.source for c in released.cells)
 
 
 @pytest.mark.nbgrader
