@@ -9,7 +9,9 @@
     course site     # the course site, from the executed references
     course demo     # a trained model as a web demo
 
-Modules: runner (and report) run the course; assignments makes and grades exercises (probes
-holds their hidden checks); leaderboard grades the challenge; bench measures speed; site builds
-the course site; demo serves a model.
+Modules: runner (and report) run the course; student_versions makes the handouts; assignments
+grades them (own_work refuses the library where an exercise is to be written, probes asks the
+hidden questions, gradebook writes the grades); leaderboard (with handout) grades the challenge;
+sandbox (with cgroup) is where every submission runs; tables renders what they write; bench
+measures speed; site builds the course site; demo serves a model.
 """

@@ -138,6 +138,16 @@ def submit(course: Path, folder: Path, solution: str | None = None, check: str |
     return folder / "01_tiny.ipynb"
 
 
+def beside_a_broken_file(tmp_path: Path, good: str, bad: str, text: str) -> Path:
+    """The tiny course, and in tmp_path/subs a good submission and a broken file: the course's folder."""
+    course = tiny_course(tmp_path / "course")
+    submit(course, tmp_path / "subs" / good)
+    broken = tmp_path / "subs" / bad / "01_tiny.ipynb"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(text)
+    return course
+
+
 def grade_tiny(course, paths, **limits):
     return assignments.grade(paths, course, jobs=2, limits=sandbox.Limits(120, 30, **limits),
                              progress=lambda *a, **k: None)
@@ -298,11 +308,7 @@ def test_without_a_sandbox_the_grader_refuses_unless_told(tmp_path, monkeypatch,
 
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_a_damaged_submission_scores_zero_and_the_class_goes_on(tmp_path):
-    course = tiny_course(tmp_path / "course")
-    submit(course, tmp_path / "subs" / "ok")
-    broken = tmp_path / "subs" / "bad" / "01_tiny.ipynb"
-    broken.parent.mkdir(parents=True)
-    broken.write_text('{"cells": [')  # a half-uploaded file
+    course = beside_a_broken_file(tmp_path, "ok", "bad", '{"cells": [')  # a half-uploaded file
     records = {r["student"]: r for r in assignments.grade([tmp_path / "subs"], course, use_sandbox=False,
                                                            progress=lambda *a, **k: None)}
     assert records["ok"]["passed"] and not records["bad"]["passed"]
@@ -640,11 +646,7 @@ def test_a_hostile_class_costs_each_attacker_only_its_own_marks(tmp_path, monkey
 
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
 def test_the_gradebook_is_written_as_students_finish_and_escapes_what_they_write(tmp_path):
-    course = tiny_course(tmp_path / "course")
-    submit(course, tmp_path / "subs" / "=HYPERLINK(1)")
-    broken = tmp_path / "subs" / "bo|b\n| injected | row |" / "01_tiny.ipynb"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("{")
+    course = beside_a_broken_file(tmp_path, "=HYPERLINK(1)", "bo|b\n| injected | row |", "{")
     out_csv, out_json = tmp_path / "grades.csv", tmp_path / "grades.json"
     assert course_main(["grade", str(tmp_path / "subs"), "--source", str(course), "--no-sandbox",
                         "--csv", str(out_csv), "--json", str(out_json)]) == 0

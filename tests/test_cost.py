@@ -105,7 +105,8 @@ def test_throughput_stops_timing_after_max_seconds():
             yield b
     rate = cost.throughput(model, slow_batches(), steps=1000, warmup=1, max_seconds=0.2)
     assert 3 <= len(seen) <= 6  # the warm-up, then the steps until the first past 0.2 s: however busy the machine
-    assert 0 < rate <= 5 / 0.05 * 1.05  # images per second of the timed steps, which the sleep holds down
+    # images per second of the timed steps, which the sleep holds down (the first timed batch arrived before the clock)
+    assert 0 < rate <= 5 / 0.05 * len(seen) / (len(seen) - 2)
 
 
 def test_throughput_takes_the_loops_step_with_the_models_loss_scaler():
