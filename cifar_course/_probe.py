@@ -14,7 +14,7 @@ from cifar_course.probes import call
 def answer_all(folder: Path, case_seconds: int = 20) -> None:
     """In the probe run's sandbox: for each exercise, run its graded source in a namespace of its
     own and answer the grader's cases with the functions it defined, into <exercise>.pt. A case
-    that runs past `case_seconds` is answered with the error."""
+    that runs past `case_seconds` is answered with the error, and so are the exercise's next ones."""
     def too_long(*_):
         raise TimeoutError(f"it ran past {case_seconds} s")
     signal.signal(signal.SIGALRM, too_long)
@@ -41,6 +41,8 @@ def answer_all(folder: Path, case_seconds: int = 20) -> None:
                 answers.append({"error": f"{type(err).__name__}: {err}"[:300]})
             finally:
                 signal.alarm(0)
+            if answers[-1].get("error", "").startswith("TimeoutError"):  # the next inputs would wait as long
+                failed = f"{answers[-1]['error']} on an earlier input"
         torch.save(answers, folder / f"{exercise}.pt")
 
 

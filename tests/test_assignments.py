@@ -653,3 +653,22 @@ def test_the_gradebook_is_written_as_students_finish_and_escapes_what_they_write
     rows = list(csv.reader(out_csv.open()))
     assert [row[0] for row in rows[1:]] == ["'=HYPERLINK(1)", "bo|b\n| injected | row |"]  # the formula quoted
     assert {r["student"] for r in json.loads(out_json.read_text())} == {"=HYPERLINK(1)", "bo|b\n| injected | row |"}
+
+
+def test_the_hidden_questions_stop_an_endless_solution_after_one_inputs_time(tmp_path, monkeypatch):
+    """Asked alone, in their own run: a solution that never returns costs one input's time, and
+    every input of its exercise is answered with why."""
+    monkeypatch.syspath_prepend(str(Path(probes.__file__).parent))
+    import _probe
+
+    cases = probes.draw(["ex01_cross_entropy", "ex01_topk"], seed=1)
+    solutions = course_cells("01_logistic_regression.ipynb")
+    probes.save_questions(cases, {"ex01_cross_entropy": "def cross_entropy(a, b):\n    while True:\n        pass\n",
+                                  "ex01_topk": "import torch\n" + solutions["ex01_topk"]}, tmp_path)
+    start = time.perf_counter()
+    _probe.answer_all(tmp_path, case_seconds=1)
+    assert time.perf_counter() - start < 10
+    endless = probes.read_answers(tmp_path, "ex01_cross_entropy")
+    assert len(endless) == len(cases["ex01_cross_entropy"]) and all("TimeoutError" in a["error"] for a in endless)
+    reference = probes.expected(solutions["ex01_topk"], cases["ex01_topk"])
+    assert probes.judge("ex01_topk", probes.read_answers(tmp_path, "ex01_topk"), reference) == ""  # the other is judged
