@@ -270,4 +270,4 @@ def test_submissions_that_plant_weights_or_crash_are_kept_off_the_ranking(tmp_pa
     assert "not used (only the notebook runs): weights.pt" in by_student["planter"]["note"]
     assert by_student["crasher"]["status"] == "crashed" and "NameError" in by_student["crasher"]["note"]
     table = leaderboard.markdown(board, 1.5)
-    assert table.splitlines()[4].startswith("| 1 | honest |") and "| – | crasher |" in table
+    assert table.splitlines()[4].startswith("| 1 | `` honest `` |") and "| – | `` crasher `` |" in table
