@@ -33,6 +33,7 @@ class Cgroup:
                 own = cls.ROOT / _own_cgroup("")
                 if not {"memory", "pids"} <= set((own / "cgroup.subtree_control").read_text().split()):
                     return None  # enabling them would move the grader itself: not ours to do
+                _sweep(own)
                 group = own / name
                 group.mkdir()
                 (group / "memory.max").write_text(str(memory_bytes))
@@ -42,6 +43,8 @@ class Cgroup:
                 return cls(group, group, v2=True)
             memory = cls.ROOT / "memory" / _own_cgroup("memory") / name
             pids = cls.ROOT / "pids" / _own_cgroup("pids") / name
+            _sweep(memory.parent)
+            _sweep(pids.parent)
             memory.mkdir()
             pids.mkdir()
             (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
@@ -83,6 +86,15 @@ class Cgroup:
                     break
                 except OSError:  # its last processes are still being reaped
                     time.sleep(0.05)
+
+
+def _sweep(parent: Path) -> None:
+    """Remove the empty cgroups a grader that was killed left behind (its pid is in their name)."""
+    for group in parent.glob("cifar-course-*-*"):
+        pid = int(group.name.split("-")[2]) if group.name.split("-")[2].isdigit() else 0
+        if pid and pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(OSError):  # not empty, or another grader's just now
+                group.rmdir()
 
 
 def _own_cgroup(controller: str) -> str:

@@ -177,3 +177,13 @@ def test_folder_usage_counts_without_recursion(tmp_path):
     size, entries = sandbox.folder_usage(tmp_path, 100)
     assert entries == 3 and size >= 10_000
     assert Path(tmp_path).exists()
+
+
+@needs_cgroup
+def test_the_cgroups_a_killed_grader_left_are_swept_by_the_next():
+    group = cgroup.Cgroup.create(2**30, 64)
+    stale = group.pids.parent / "cifar-course-999999999-deadbeef"  # no such process
+    group.remove()
+    stale.mkdir()
+    cgroup.Cgroup.create(2**30, 64).remove()
+    assert not stale.exists()
