@@ -314,12 +314,12 @@ def submissions(paths: list[Path]) -> list[tuple[str, Path]]:
     return found
 
 
-def duplicates(work: list[tuple[str, Path]]) -> dict[tuple[str, str], list[Path]]:
-    """(student, notebook name) handed in more than once, with every copy's path: one
-    submission per student and notebook, so each copy is refused until the teacher keeps one."""
-    copies: dict[tuple[str, str], list[Path]] = {}
+def duplicates(work: list[tuple[str, Path]], key=lambda student, path: (student, path.name)) -> dict:
+    """What was handed in more than once, by `key` (default: student and notebook name), with
+    every copy's path: one submission each, so each copy is refused until the teacher keeps one."""
+    copies: dict = {}
     for student, path in work:
-        copies.setdefault((student, path.name), []).append(path)
+        copies.setdefault(key(student, path), []).append(path)
     return {key: paths for key, paths in copies.items() if len(paths) > 1}
 
 

@@ -296,7 +296,7 @@ def grade_challenge(paths: list[Path], cifar: data.CifarData, minutes: float, jo
     """Run and score every submission; the leaderboard's entries, ranked first. on_entry(board so
     far) is called as each run is done (to write the leaderboard)."""
     work = assignments.submissions(paths)
-    copies = one_run_each(work)
+    copies = assignments.duplicates(work, key=lambda student, path: student)  # one run each, whatever its name
     threads = max(1, (os.cpu_count() or 1) // jobs)
     entries: list[dict] = []
     with sandbox.work_folder("challenge-") as tmp:
@@ -325,15 +325,6 @@ def grade_challenge(paths: list[Path], cifar: data.CifarData, minutes: float, jo
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(one, work))
     return ranked(entries)
-
-
-def one_run_each(work: list[tuple[str, Path]]) -> dict[str, list[Path]]:
-    """The students who handed in more than one notebook, with their paths: one run per student,
-    or the best of several would be ranked."""
-    handed: dict[str, list[Path]] = {}
-    for student, path in work:
-        handed.setdefault(student, []).append(path)
-    return {student: paths for student, paths in handed.items() if len(paths) > 1}
 
 
 def ranked(entries: list[dict]) -> list[dict]:
