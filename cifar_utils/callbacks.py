@@ -1,5 +1,5 @@
 """Callbacks for fit(): learning-rate schedules, mixed batches, checkpoints, early stopping,
-freezing, and monitors of what a run did."""
+freezing, and monitors of what a run did (its rates, what trains, what its features still know)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from . import checkpoints
+from .metrics import features, linear_probe
 from .train import Callback, FitState
 
 
@@ -178,6 +179,33 @@ class FreezeThenUnfreeze(Callback):
             unfreeze(self.body)
 
 
+class FeatureProbe(Callback):
+    """Fit a linear probe to what the body hands the head (metrics.linear_probe), before training
+    (epoch 0) and after the epochs named: top1[epoch] says how well the features still separate
+    the classes. A fine-tuning that damages pretrained features shows as a drop after epoch 1.
+
+    fit_batches, score_batches: loaders of plain images (not augmented) to fit the probe on and
+    to score it on, in a fixed order: the same features then give the same probe, to the bit.
+    """
+
+    def __init__(self, head: nn.Module, fit_batches, score_batches, after: tuple[int, ...] = (0, 1)):
+        self.head, self.fit_batches, self.score_batches, self.after = head, fit_batches, score_batches, after
+        self.top1: dict[int, float] = {}
+
+    def on_fit_start(self, state: FitState) -> None:
+        if 0 in self.after:
+            self._probe(state, 0)
+
+    def on_epoch_end(self, state: FitState) -> None:
+        if state.epoch in self.after:
+            self._probe(state, state.epoch)
+
+    def _probe(self, state: FitState, epoch: int) -> None:
+        fit, score = (features(state.model, self.head, batches, state.device)
+                      for batches in (self.fit_batches, self.score_batches))
+        self.top1[epoch] = linear_probe(fit, score)
+
+
 class CountTrainable(Callback):
     """Record how many parameters train in each epoch (after freezing callbacks ran)."""
 
@@ -213,7 +241,8 @@ class BatchTransform(Callback):
 
 
 class TensorBoard(Callback):
-    """Write each epoch's losses, accuracies, learning rate and seconds for TensorBoard, and with
+    """Write each epoch's losses, accuracies, learning rate and seconds for TensorBoard, the
+    learning rate of every optimizer step ("lr/step", by step: the schedule's shape), and with
     `finish` the run's hyperparameters beside its test scores (`tensorboard --logdir ...`).
 
     Needs the tensorboard package (the `[tensorboard]` extra); without it, says so once and
@@ -221,7 +250,7 @@ class TensorBoard(Callback):
     """
 
     CURVES = {"loss/train": "train_loss", "loss/val": "val_loss", "top1/train": "train_top1",
-              "top1/val": "val_top1", "top5/val": "val_top5", "lr": "lr", "seconds": "seconds"}
+              "top1/val": "val_top1", "top5/val": "val_top5", "lr": "lr", "seconds": "seconds"}  # by epoch
 
     def __init__(self, log_dir: str | Path, hparams: dict):
         self.log_dir, self.hparams, self.writer = Path(log_dir), hparams, None
@@ -235,6 +264,14 @@ class TensorBoard(Callback):
             return
         self.writer = SummaryWriter(self.log_dir)
 
+    def on_batch_start(self, state: FitState) -> None:
+        # the rate this step will take: schedules move it at on_batch_end, after the step
+        self.step_lr = float(state.optimizer.param_groups[-1]["lr"])  # the head's, as the epoch's record
+
+    def on_batch_end(self, state: FitState) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar("lr/step", self.step_lr, state.step)  # state.step: steps taken, from 1
+
     def on_epoch_end(self, state: FitState) -> None:
         if self.writer is not None:
             record = state.history[-1]
@@ -242,7 +279,11 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(tag, record[key], record["epoch"])
 
     def on_fit_end(self, state: FitState) -> None:
-        if self.writer is not None and not state.finished:
+        if self.writer is None:
+            return
+        if state.finished:
+            self.writer.flush()  # the curves on disk now, whether or not finish() follows
+        else:
             self.writer.close()  # an error ended the run: keep what it wrote
             self.writer = None
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
-from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.datasets.utils import check_integrity, extract_archive
 
 from .folders import decoded_arrays_path, load_image_folder  # noqa: F401 (data.X for the notebooks)
 from .images import ARCHIVE_SUFFIXES, IMAGE_SUFFIXES, WAYS, CifarData, DataError, ImageSet, class_names  # noqa: F401
+from .photo import load_image, load_photo, to_cifar_size  # noqa: F401 (moved to photo.py; data.X for notebooks 02 and 08)
 from .settings import DATASETS, Config
 
 TORCHVISION_CLASSES = {"cifar10": torchvision.datasets.CIFAR10,
@@ -309,38 +309,3 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
 def class_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """How many images each class has."""
     return np.bincount(labels, minlength=num_classes)
-
-
-def load_photo(path: str | os.PathLike) -> Image.Image:
-    """Read any photo as an upright RGB image: a phone's JPEG turned as its EXIF tag says,
-    transparency laid on white (a PNG's transparent pixels hold colours nobody meant to show),
-    greyscale and palette images made RGB. A missing file, an empty one or one that is not an
-    image gets a DataError that names it."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"No image at {path}.")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path} is empty (0 bytes): not an image.")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                img = img.convert("RGBA")
-                return Image.alpha_composite(Image.new("RGBA", img.size, "white"), img).convert("RGB")
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path} is not an image PIL can read ({err}).") from err
-
-
-def to_cifar_size(photo: Image.Image, side: int = 32) -> np.ndarray:
-    """A photo as the course's models take images: the centre square, shrunk to side x side
-    (uint8 RGB, (side, side, 3)). What the training images were is what a photo must become."""
-    square = min(photo.size)
-    left, top = (photo.width - square) // 2, (photo.height - square) // 2
-    photo = photo.crop((left, top, left + square, top + square))
-    return np.array(photo.resize((side, side), Image.Resampling.BICUBIC, reducing_gap=3.0))  # a writable copy
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read any photo as a 32x32 uint8 RGB array: upright, on white, its centre square shrunk."""
-    return to_cifar_size(load_photo(path))

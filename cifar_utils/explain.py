@@ -45,14 +45,22 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> di
 def right_and_wrong(model: nn.Module, images: ImageSet, mean: Sequence[float], std: Sequence[float],
                     n: int = 8, seed: int = 0) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
     """Up to n images the model classifies right, then up to n it gets wrong, out of 128 drawn in
-    the classes' proportions (seeded): their indices in `images`, the model's input for them
-    (normalised with mean and std), and its prediction for each."""
+    the classes' proportions (seeded), each n taken from one true class after another (a data set
+    stored class by class would otherwise show n of its first class): their indices in `images`,
+    the model's input for them (normalised with mean and std), and its prediction for each."""
     pool = stratified_indices(images.labels, 128, seed)
     x = normalise(images.images[pool], mean, std)
     with torch.no_grad():
         predicted = model(x).argmax(1)
-    right = (predicted == torch.from_numpy(images.labels[pool])).numpy()
-    shown = np.concatenate([np.flatnonzero(right)[:n], np.flatnonzero(~right)[:n]])
+    truth = images.labels[pool]
+    right = (predicted == torch.from_numpy(truth)).numpy()
+
+    def in_turn(positions: np.ndarray) -> np.ndarray:  # one of each class, then a second of each, ...
+        by_class = [positions[truth[positions] == c] for c in np.unique(truth[positions])]
+        return np.array([ix[k] for k in range(max(map(len, by_class), default=0)) for ix in by_class if k < len(ix)],
+                        dtype=int)
+
+    shown = np.concatenate([in_turn(np.flatnonzero(right))[:n], in_turn(np.flatnonzero(~right))[:n]])
     return pool[shown], x[shown], predicted[shown]
 
 

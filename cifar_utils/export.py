@@ -6,9 +6,10 @@ on an example batch; the runtime then needs no Python model code at all.
 
 Two kinds of export: `to_onnx` writes the model as it trains (normalised float images in,
 logits out), for checking and timing; `to_onnx_deployable` writes what an application needs,
-uint8 photos (N, 32, 32, 3) in and probabilities out, with the normalisation inside the graph
-and the class names and training statistics in the file's metadata. `quantize_int8` makes an
-int8 copy of the latter, calibrated on training images.
+uint8 RGB images (N, 32, 32, 3) in and probabilities out, with the normalisation inside the graph
+and, in the file's metadata and doc string, the class names, the training statistics and how a
+photo of any size becomes a 32x32 input (the centre square, shrunk with PIL's bicubic filter).
+`quantize_int8` makes an int8 copy of the latter, calibrated on training images.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .cost import median_ms
 from .precision import plain_copy
 
 PACKAGES = ("onnx", "onnxscript", "onnxruntime")  # the exporter needs the first two
+INPUT, OUTPUT = "images", "probabilities"  # a deployable graph's input and output names
 
 
 def missing() -> str | None:
@@ -53,8 +55,8 @@ def to_onnx(model: nn.Module, path: str | Path, image_size: int = 32) -> Path:
 
 
 class Deployable(nn.Module):
-    """A trained model that takes what a camera gives: uint8 RGB images (N, H, W, 3), and returns
-    class probabilities (N, classes). The training data's normalisation is inside."""
+    """A trained model that takes uint8 RGB images (N, 32, 32, 3), as PIL and numpy hold them, and
+    returns class probabilities (N, classes). The training data's normalisation is inside."""
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
@@ -63,29 +65,59 @@ class Deployable(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0-255
+        x = images.permute(0, 3, 1, 2).float()  # (N, 3, 32, 32), 0-255
         return self.model((x - self.mean) / self.std).softmax(dim=1)
+
+
+def description(classes: Sequence[str], mean: Sequence[float], std: Sequence[float],
+                image_size: int = 32) -> dict[str, str]:
+    """What a deployable file says of itself (its metadata_props): the input and how a photo
+    becomes one, the normalisation, the output and the classes in order.
+
+    The preprocessing is photo.load_photo's and photo.to_cifar_size's, said in PIL's terms so that
+    a program without the course can repeat it pixel for pixel.
+    """
+    side = f"{image_size}x{image_size}"
+    return {
+        "input": f"{INPUT}: uint8 RGB pixels 0-255, NHWC (batch, {image_size}, {image_size}, 3), as PIL and "
+                 "numpy hold images; only this size",
+        "preprocessing": "from a photo: turned upright as its EXIF orientation says (PIL.ImageOps.exif_transpose); "
+                         "transparency laid on white, then 8-bit RGB (a grey in all three channels, 16-bit greys "
+                         "scaled from 0-65535 to 0-255); the centre square, side = min(width, height), left = "
+                         "(width - side) // 2, top = (height - side) // 2; resized to "
+                         f"{side} with PIL's Image.Resampling.BICUBIC and reducing_gap=3.0. Not the whole photo "
+                         f"squashed to {side}: that distorts the shapes the model learned and changes its answer",
+        "normalisation": "inside the graph: (pixel / 255 - mean) / std per RGB channel, with this file's mean "
+                         "and std (the training images'); feed the raw 0-255 pixels",
+        "output": f"{OUTPUT}: float32 (batch, classes), softmax probabilities summing to 1, in the order of "
+                  "this file's classes",
+        "classes": json.dumps(list(classes)),
+        "mean": json.dumps(list(mean)),
+        "std": json.dumps(list(std)),
+    }
 
 
 def to_onnx_deployable(model: nn.Module, path: str | Path, classes: Sequence[str], mean: Sequence[float],
                        std: Sequence[float], image_size: int = 32, **metadata: str) -> Path:
-    """Export an fp32 copy of the model that takes uint8 images "images" (batch, H, W, 3) and gives
-    "probabilities" (batch, classes), with the class names, the normalisation and `metadata` in
-    the file (ONNX's metadata_props; ONNX Runtime reads them back as custom_metadata_map)."""
+    """Export an fp32 copy of the model that takes uint8 RGB images "images" (batch, 32, 32, 3)
+    and gives "probabilities" (batch, classes), and say so in the file: `description` and
+    `metadata` go into ONNX's metadata_props (ONNX Runtime reads them back as
+    custom_metadata_map), and as "key: value" lines into the model's and the graph's doc_string."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8)
-    torch.onnx.export(Deployable(plain_copy(model), mean, std).eval(), (example,), path, input_names=["images"],
-                      output_names=["probabilities"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+    torch.onnx.export(Deployable(plain_copy(model), mean, std).eval(), (example,), path, input_names=[INPUT],
+                      output_names=[OUTPUT], dynamic_shapes=({0: torch.export.Dim("batch")},),
                       dynamo=True, external_data=False, verbose=False)
-    graph = onnx.load(str(path))
-    described = {"classes": json.dumps(list(classes)), "mean": json.dumps(list(mean)), "std": json.dumps(list(std)),
-                 "input": f"uint8 RGB images (batch, {image_size}, {image_size}, 3), 0-255", **metadata}
+    exported = onnx.load(str(path))
+    described = {**description(classes, mean, std, image_size), **metadata}
     for key, value in described.items():
-        graph.metadata_props.add(key=key, value=value)
-    onnx.save(graph, str(path))
+        exported.metadata_props.add(key=key, value=value)
+    text = "\n".join(f"{key}: {value}" for key, value in described.items())
+    exported.doc_string = exported.graph.doc_string = text  # what Netron shows; ONNX Runtime's description
+    onnx.save(exported, str(path))
     return path
 
 
@@ -98,7 +130,7 @@ def described(session) -> dict:
 def quantize_int8(path: str | Path, int8_path: str | Path, calibration: np.ndarray, batch_size: int = 64) -> Path:
     """Post-training static quantisation with ONNX Runtime: weights and activations in int8 (QDQ,
     per channel), the activations' ranges calibrated on `calibration`, uint8 images
-    (N, H, W, 3) the model takes, typically a few hundred training images."""
+    (N, 32, 32, 3) as the model takes them, typically a few hundred training images."""
     import tempfile
 
     import onnx
@@ -107,7 +139,7 @@ def quantize_int8(path: str | Path, int8_path: str | Path, calibration: np.ndarr
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"images": calibration[i:i + batch_size]}
+            self.batches = iter([{INPUT: calibration[i:i + batch_size]}
                                  for i in range(0, len(calibration), batch_size)])
 
         def get_next(self):
@@ -122,13 +154,14 @@ def quantize_int8(path: str | Path, int8_path: str | Path, calibration: np.ndarr
     source, quantised = onnx.load(str(path)), onnx.load(str(int8_path))  # the description travels along
     for prop in source.metadata_props:
         quantised.metadata_props.add(key=prop.key, value=prop.value)
+    quantised.doc_string, quantised.graph.doc_string = source.doc_string, source.graph.doc_string
     onnx.save(quantised, str(int8_path))
     return int8_path
 
 
 def probabilities(session, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """A deployable model's probabilities for uint8 images (N, H, W, 3), in batches."""
-    return np.concatenate([session.run(["probabilities"], {"images": images[i:i + batch_size]})[0]
+    """A deployable model's probabilities for uint8 images (N, 32, 32, 3), in batches."""
+    return np.concatenate([session.run([OUTPUT], {INPUT: images[i:i + batch_size]})[0]
                            for i in range(0, len(images), batch_size)])
 
 

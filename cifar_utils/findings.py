@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import CifarData, Splits
 from .recipe import Run
+from .regimes import Verdict, describe, regime_of
 from .results import mean_std, paired_gain, within_spread
 
 
@@ -39,6 +40,38 @@ def seed_by_seed(before: Sequence[float], after: Sequence[float]) -> str:
             + ("within" if noise else "larger than") + " the spread of the seeds")
 
 
+MEMORISING = "where each image comes back often enough for the network to learn it by heart"
+
+
+def where_it_pays(method: str, verdicts: Sequence[Verdict], records: dict[str, dict], why: str = MEMORISING) -> str:
+    """One sentence on a method in every regime it was tried in (regimes.verdict, one per regime):
+    its gain there with the verdict of the paired seeds, how well the control fitted its training
+    images, and in which regimes it paid; `why`, where it paid only in the regimes of more epochs."""
+    def regime(v: Verdict) -> str:
+        return describe(regime_of(v.arm))
+
+    def fitted(v: Verdict) -> str:
+        last = records[v.control]["history"][-1]
+        return f"the control's last epoch: train {last['train_top1']:.0%}, validation {last['val_top1']:.0%}"
+
+    parts = [f"on {regime(v)} {100 * v.mean:+.1f} ± {100 * v.std:.1f} points, {v.outcome} "
+             f"({fitted(v)})" for v in verdicts]
+    paid = [v for v in verdicts if v.outcome == "ahead"]
+    rest = [v for v in verdicts if v.outcome != "ahead"]
+    if not paid:
+        end = "in no regime tried here did it pay beyond the spread of the seeds."
+    elif not rest:
+        end = "it paid in every regime tried here."
+    else:
+        end = f"it paid on {' and '.join(map(regime, paid))}, not on {' and '.join(map(regime, rest))}"
+        epochs = {v: int(regime_of(v.arm).split("x")[1]) for v in verdicts}
+        if min(epochs[v] for v in paid) > max(epochs[v] for v in rest):
+            end += f": {why}."
+        else:
+            end += "."
+    return f"{method}: " + "; ".join(parts) + "; " + end
+
+
 # 00 · the data
 def data_set(cifar: CifarData, splits: Splits) -> str:
     return (f"{cifar.dataset} ({cifar.source} data): {splits.describe()} in {cifar.num_classes} classes; "
@@ -51,6 +84,20 @@ def channel_statistics(mean: np.ndarray, std: np.ndarray) -> str:
 
 
 # 01 · logistic regression
+def one_step(loss_before: float, loss_after: float, rate: float, squared_norm: float) -> str:
+    """A plain gradient step by hand on one batch: the loss before and after it, against the drop
+    its slope promised to first order (the rate times the squared gradient norm), and the rate
+    above which that promise would exceed the whole loss."""
+    change, promised = loss_after - loss_before, rate * squared_norm
+    verdict = (f"down {-change:.4f}, where the slope promised {promised:.4f} (a first-order estimate: the loss "
+               "curves away from it as the step grows)" if change < 0 else
+               f"up {change:.4f}, although the slope promised a drop of {promised:.4f}: the step went past the "
+               "valley and up its far side")
+    return (f"Loss on this batch: {loss_before:.4f} before the step, {loss_after:.4f} after: {verdict}. Here a rate "
+            f"above {loss_before / squared_norm:.3f} would promise a drop larger than the whole loss, which no step "
+            f"can deliver; the step took {rate:g}.")
+
+
 def folds(val_top1: Sequence[float], single_split: float) -> str:
     mean, std = mean_std(val_top1)
     return (f"{len(val_top1)}-fold validation top-1 {mean:.1%} ± {std:.1%} (standard deviation), from "
@@ -107,6 +154,18 @@ def input_pipeline(rates: dict[str, float], batch_size: int, device: str, worker
 
 
 # 03 · ResNet18
+def width(rates: dict[tuple, float], flops: dict[tuple, int], device: str) -> str:
+    """What a narrower network saves: rates and flops, keyed by the stages' widths (the full
+    widths first), are the images per second of a timed training step and the FLOPs per image."""
+    full, narrow = list(rates)[:2]
+    faster, fewer = rates[narrow] / rates[full], flops[full] / flops[narrow]
+    sentence = (f"On {device}, a training step of the CIFAR ResNet18 at widths {narrow} ran at {faster:.1f}x "
+                f"the images per second of one at {full}, for {fewer:.0f}x fewer FLOPs per image")
+    if faster < fewer / 2:
+        return sentence + ": the time fell far less than the operations, as small layers keep the hardware less busy."
+    return sentence + "."
+
+
 def depth(resnet: Run, cnn: Run, profile: str) -> str:
     lead = resnet.test["top1"] - cnn.test["top1"]
     verdict = (f"the deeper network is {100 * lead:.1f} points ahead" if lead > 0 else
@@ -137,13 +196,23 @@ def linear_probes(top1: dict[str, float], epochs: int, trained_on: str) -> str:
             f"{_points(top1['frozen'] - top1['frozen_random_init'])} to a frozen backbone.")
 
 
-def adapting_the_backbone(top1: dict[str, float], best: Run) -> str:
-    """top1: test top-1 per arm; best: the arm best on validation, scored with flip TTA too."""
-    two_phase = max(("freeze_then_unfreeze", "freeze_then_unfreeze_layerwise"), key=top1.get)
-    return (f"Adapting the backbone too: {two_phase} {top1[two_phase]:.1%}, full fine-tuning "
-            f"{top1['full_fine_tune']:.1%} ({_points(top1[two_phase] - top1['full_fine_tune'])} for freezing "
-            f"first), against {top1['frozen']:.1%} frozen. Best on validation: {best.name}, {best.test['top1']:.1%} "
-            f"test top-1 ({best.test_flip['top1']:.1%} with flip TTA).")
+def feature_damage(probes: dict[str, list[dict[int, float]]], labels: dict[str, str], images: int) -> str:
+    """probes: per arm, each seed's FeatureProbe.top1 (0: before training, 1: after epoch 1);
+    labels: each arm in words. What one epoch of each arm did to the features a probe reads."""
+    before = mean_std([seed[0] for runs in probes.values() for seed in runs])[0]  # the same backbone in every arm
+    parts = []
+    for arm, runs in probes.items():
+        after, spread = mean_std([seed[1] for seed in runs])
+        parts.append(f"{labels[arm]} {after:.1%} ± {spread:.1%} ({_points(after - before)})")
+    return (f"A linear probe on the body's features, fitted on the {images:,} training images and "
+            f"scored on the test images: {before:.1%} before fine-tuning; after one epoch of each arm "
+            f"(mean ± std over the seeds): " + ", ".join(parts) + ".")
+
+
+def best_on_validation(best: Run) -> str:
+    """best: the run best on validation, scored with flip TTA too."""
+    return (f"Best on validation: {best.name}, {best.test['top1']:.1%} test top-1 ({best.test_flip['top1']:.1%} "
+            "with flip TTA).")
 
 
 # 05 · MobileNet
@@ -200,14 +269,6 @@ def flip_gains(records: Sequence[dict]) -> str:
         f"{r['name']} {100 * (r['test_top1_flip'] - r['test_top1']):+.1f}" for r in records)
 
 
-def best_trick(records: Sequence[dict], plain: dict, profile: str, device: str) -> str:
-    best = max(records, key=lambda r: r["test_top1"])
-    means = " (means of the seeds)" if plain.get("seeds", 1) > 1 else ""
-    return (f"Best here: {best['name']} ({best['trick']}), {best['test_top1']:.1%} test top-1, against "
-            f"{plain['test_top1']:.1%} for the plain recipe{means}, after {plain['epochs']} epochs on "
-            f"{plain['train_images']:,} images ({profile} profile, {device}).")
-
-
 def calibration(ece_plain: float, ece_smoothed: float) -> str:
     verdict = ("label smoothing calibrated this run better." if ece_smoothed < ece_plain else "label smoothing "
                "did not calibrate this run better; compare how confident each model is on average with how "
@@ -221,3 +282,21 @@ def confidence(run: Run, ece: float) -> str:
     sure = run.test_logits.softmax(1).max(1).values.mean().item()
     verdict = "over-confident" if sure > run.test["top1"] else "under-confident"
     return f"ECE {ece:.3f}; mean top probability {sure:.1%} against accuracy {run.test['top1']:.1%}: {verdict}"
+
+
+# 09 · the challenge
+def time_used(seconds: float, seconds_left: float, epochs: int, planned_epochs: int, share: float | None) -> str:
+    """How much of the time left before training the training took (validation passes included),
+    against the share planned for it (share None: the epochs were set by hand, no plan)."""
+    used = seconds / seconds_left
+    stopped = f" (stopped after {epochs} of the {planned_epochs} epochs planned)" if epochs < planned_epochs else ""
+    sentence = (f"Training took {seconds:.0f} s for {epochs} epochs{stopped}: {used:.0%} of the {seconds_left:.0f} s "
+                "left when it began")
+    if share is None:
+        return sentence + "."
+    if abs(used - share) <= 0.03:
+        verdict = "the plan, timed on a few steps, held"
+    else:  # a busy machine makes the few timed steps optimistic; a quiet one after a busy start, cautious
+        verdict = (f"the plan, timed on a few steps, was {'optimistic' if used > share else 'cautious'} by "
+                   f"{abs(used / share - 1):.0%}")
+    return sentence + f", against the {share:.0%} planned: {verdict}."

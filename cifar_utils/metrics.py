@@ -1,5 +1,5 @@
 """Accuracy: top-k, evaluation (with flip test-time augmentation), confusion matrices, per-class
-accuracy and the mistakes a model makes most. What a model costs is the `cost` module's."""
+accuracy, the mistakes a model makes most, and linear probes of a model's features. What a model costs is the `cost` module's."""
 
 from __future__ import annotations
 
@@ -41,6 +41,45 @@ def predict(model: nn.Module, loader, device: torch.device,
         outs.append(logits_of(model, x.to(device, non_blocking=True), flip_tta))
         labels.append(y.to(device))
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()
+
+
+@torch.no_grad()
+def features(model: nn.Module, head: nn.Module, loader, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """What `model` hands its `head` (the last layer) for every image of a loader, in eval mode:
+    (features float32 (N, D), labels (N,)) on the CPU. The model's train mode is left as it was."""
+    caught, was_training = [], model.training
+    hook = head.register_forward_pre_hook(lambda _, inputs: caught.append(inputs[0].float().flatten(1).cpu()))
+    try:
+        _, labels = predict(model, loader, device)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(caught), labels
+
+
+def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+                 steps: int = 100, weight_decay: float = 1e-3) -> float:
+    """Test top-1 of a logistic regression fitted (L-BFGS, full batch) to frozen features:
+    train and test are (features (N, D), labels (N,)), standardised by the train statistics.
+    How much of the classes the features still separate with a line, whatever the head did."""
+    x, y = train
+    if not (torch.isfinite(x).all() and torch.isfinite(test[0]).all()):
+        return float("nan")  # features that overflowed separate nothing: no probe to fit
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    x = (x - mean) / std
+    linear = nn.Linear(x.shape[1], int(max(y.max(), test[1].max())) + 1)
+    nn.init.zeros_(linear.weight), nn.init.zeros_(linear.bias)  # a convex problem: start anywhere, end alike
+    lbfgs = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = F.cross_entropy(linear(x), y) + weight_decay * linear.weight.square().sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    with torch.no_grad():
+        return (linear((test[0] - mean) / std).argmax(1) == test[1]).float().mean().item()
 
 
 @torch.no_grad()

@@ -103,7 +103,8 @@ class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither in torchvision's cache nor downloadable here."""
 
 
-# torchvision name -> (builder, its ImageNet weights enum)
+# torchvision name -> (builder, its ImageNet weights enum); a "_cifar" MobileNet is the same
+# network (and weights) with a stem that keeps CIFAR's resolution (keep_resolution)
 TORCHVISION_MODELS = {
     "resnet18": (torchvision.models.resnet18, torchvision.models.ResNet18_Weights.IMAGENET1K_V1),
     "mobilenet_v2": (torchvision.models.mobilenet_v2,
@@ -111,6 +112,19 @@ TORCHVISION_MODELS = {
     "mobilenet_v3_small": (torchvision.models.mobilenet_v3_small,
                            torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1),
 }
+TORCHVISION_MODELS |= {f"{name}_cifar": TORCHVISION_MODELS[name] for name in ("mobilenet_v2", "mobilenet_v3_small")}
+
+
+def keep_resolution(net: nn.Module) -> nn.Module:
+    """Give an ImageNet MobileNet a stem that keeps CIFAR's resolution: stride 1 in its first
+    convolution and in its first block that halves the grid, so that a 32x32 image reaches the
+    last blocks at 4x4 instead of 1x1 (kuangliu's CIFAR MobileNetV2 does the same). The weights
+    keep their shapes, so ImageNet's still load; the operations grow with the grid they run on."""
+    first_stride_2 = next(m for block in net.features[1:] for m in block.modules()
+                          if isinstance(m, nn.Conv2d) and m.stride == (2, 2))  # a depthwise 3x3
+    for conv in (net.features[0][0], first_stride_2):
+        conv.stride = (1, 1)
+    return net
 
 
 def weights_file(name: str) -> Path:
@@ -173,7 +187,7 @@ def torchvision_model(name: str, num_classes: int, weights: str | None = None,
     else:
         last = model.classifier[-1]
         model.classifier[-1] = nn.Linear(last.in_features, num_classes)
-    return model
+    return keep_resolution(model) if name.endswith("_cifar") else model
 
 
 def classifier_of(net: nn.Module) -> nn.Module:

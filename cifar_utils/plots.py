@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
-from matplotlib.ticker import LogLocator, MaxNLocator
+from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator
 from PIL import Image
 
 from .settings import seeded
@@ -209,31 +210,41 @@ MARKERS = "osD^vP*Xhp<>d8H"  # one per run of a group, so that no label needs to
 
 
 def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
-                          group: str | None = None, log: bool = True, title: str = "", ax=None):
+                          group: str | None = None, log: bool = True, title: str = "", ax=None,
+                          group_order: Sequence | None = None):
     """Test top-1 of each run against what it cost (a key of its record).
 
-    Each run gets its own marker (its group's colour: group is a key such as the notebook), named
-    in a legend beside the axes, so that no name covers a point or another name, however many
-    runs there are. Where the runs' budgets (epochs x training images) differ, each name carries
-    its budget and the legend's title says so. log: a log scale, where the costs span more than a
-    decade.
+    Each run gets its own hollow marker, so that runs at one point stay visible (its group's
+    colour: group is a key such as the notebook; group_order fixes the colours, for panels that
+    agree), named in a legend beside the axes, so that no name covers a point or another name.
+    Where the runs' budgets (epochs x training images) differ, each name carries its budget (or
+    that it trained in another notebook: 0 epochs here) and the legend's title says so. log: a
+    log scale, where the costs span more than a decade.
     """
     ax = _axes(ax, figsize=(8, 4.5))
-    budgets = {(r.get("epochs"), r.get("train_images")) for r in records}
+    budgets = {(r.get("epochs"), r.get("train_images")) for r in records if r.get("epochs") != 0}
     differ = len(budgets) > 1 and all(e is not None and n is not None for e, n in budgets)
     groups = list(dict.fromkeys(r.get(group) for r in records)) if group else [None]
-    for i, name in enumerate(groups):
+    order = list(group_order) if group_order is not None else groups
+    for name in groups:
+        colour = f"C{order.index(name) % 10}"
         mine = [r for r in records if group is None or r.get(group) == name]
         for k, r in enumerate(mine):
-            label = f"{r['name']} ({r['epochs']} x {r['train_images']:,})" if differ else r["name"]
-            ax.scatter(r[cost], r["test_top1"], color=f"C{i % 10}", marker=MARKERS[k % len(MARKERS)], s=45,
-                       zorder=2, label=f"{name}: {label}" if group else label)
+            budget = f"{r['epochs']} x {r['train_images']:,}" if r.get("epochs") else "trained in another notebook"
+            label = f"{r['name']} ({budget})" if differ or r.get("epochs") == 0 else r["name"]
+            colour = colour if group else f"C{k % 10}"  # no groups: a colour per run, as well as a marker
+            ax.scatter(r[cost], r["test_top1"], facecolors="none", edgecolors=colour, linewidths=1.6,
+                       marker=MARKERS[k % len(MARKERS)], s=70, zorder=2, label=f"{name}: {label}" if group else label)
     costs = [r[cost] for r in records]
     log = log and min(costs) > 0 and max(costs) > 10 * min(costs)  # within a decade a log scale shows little
     if log:
         ax.set_xscale("log")
-        # within a decade or two matplotlib labels minor ticks, 3 and 4 x 10^n side by side: keep 2 and 5
+        # within a decade or two matplotlib labels minor ticks, 3 and 4 x 10^n side by side: keep 2
+        # and 5, and write every tick as a plain number (5 M, 10 M, 20 M), not 2 x 10^7
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=" "))
+        if max(costs) <= 100 * min(costs):  # over more decades the powers of ten are ticks enough
+            ax.xaxis.set_minor_formatter(EngFormatter(sep=" "))
     ax.set_xlabel(COST_LABELS.get(cost, cost) + (" (log scale)" if log else ""))
     ax.set(ylabel="test top-1", title=title)
     ax.grid(alpha=0.3)
@@ -241,15 +252,32 @@ def accuracy_against_cost(records: Sequence[dict], cost: str = "train_seconds",
     return ax
 
 
+def accuracy_against_cost_by_task(records: Sequence[dict], cost: str, num_classes: int, group: str = "notebook", title=""):
+    """accuracy_against_cost in a panel per task, one above the other: runs scored on fewer classes
+    than num_classes (a record's `classes`) share no axis with the rest. Returns the figure."""
+    tasks = sorted({r.get("classes", num_classes) for r in records}, reverse=True)
+    fig, _ = panels(len(tasks), 1, width=9.5, height=3.6)
+    for ax, classes in zip(fig.axes, tasks):
+        accuracy_against_cost([r for r in records if r.get("classes", num_classes) == classes], cost, group=group, ax=ax,
+                              group_order=list(dict.fromkeys(r.get(group) for r in records)),
+                              title=f"scored on {classes} classes (chance {1 / classes:.0%})")
+    fig.suptitle(title)
+    return fig
+
+
 def learning_rates(lrs: Sequence[Sequence[float]], groups: Sequence[str],
                    mark_step: int | None = None, title: str = "", ax=None):
     """Each parameter group's learning rate per step (callbacks.LRMonitor), on a log scale; a
-    step where the group was frozen (None) is left blank, a group frozen throughout is left out."""
+    step where the group was frozen (None) is left blank, a group frozen throughout is left out,
+    and groups whose rates are the same at every step share one line and one legend entry."""
     ax = _axes(ax, figsize=(5, 3.2))
     trace = np.asarray(lrs, dtype=float)  # (steps, groups); None becomes NaN, which is not drawn
+    lines: dict[bytes, list[str]] = {}  # a trace (as bytes: NaN equals NaN) -> the groups that follow it
     for g, name in enumerate(groups):
         if not np.isnan(trace[:, g]).all():
-            ax.plot(trace[:, g], label=name)
+            lines.setdefault(trace[:, g].tobytes(), []).append(name)
+    for key, names in lines.items():
+        ax.plot(np.frombuffer(key), label=", ".join(names))
     if mark_step is not None:
         ax.axvline(mark_step, color="grey", linestyle=":", label="unfreeze")
     ax.set(xlabel="step", ylabel="learning rate", yscale="log")
@@ -265,7 +293,9 @@ def lr_range(lrs: Sequence[float], losses: Sequence[float], marks: dict[str, flo
     for (name, lr), style in zip(marks.items(), ("--", ":", "-.")):
         ax.axvline(lr, linestyle=style, color="grey", label=f"{name}: {lr:.2g}")
     ax.set_xscale("log")
-    ax.set_ylim(top=min(max(losses), 3 * min(losses)))  # the blow-up at the end would hide the rest
+    start, low = losses[0], min(losses)
+    fall = start - low  # the part worth seeing; the blow-up at the end would squash it flat
+    ax.set_ylim(*((low - 0.15 * fall, start + 0.6 * fall) if fall > 0 else (None, min(max(losses), 3 * low))))
     ax.set(xlabel="learning rate (log scale)", ylabel="training loss (smoothed)")
     legend_beside(ax)
     return ax
@@ -294,21 +324,6 @@ def class_templates(weight: torch.Tensor, classes: Sequence[str], ax=None):
     return ax
 
 
-def accuracy_bars(records: Sequence[dict], baseline: float | None = None, title: str = "", ax=None):
-    """Test top-1 of each run as a horizontal bar; runs over several seeds get their standard
-    deviation as an error bar (results.over_seeds's test_top1_std). baseline: a test top-1 to
-    mark with a dotted line, the run the others are compared with."""
-    ax = _axes(ax, figsize=(7, 3))
-    spread = [r.get("test_top1_std", 0.0) for r in records]
-    ax.barh([r["name"] for r in records], [r["test_top1"] for r in records],
-            xerr=spread if any(spread) else None, capsize=3)
-    if baseline is not None:
-        ax.axvline(baseline, color="grey", linestyle=":")
-    ax.set(xlabel="test top-1" + (" (mean ± std over seeds)" if any(spread) else ""), title=title)
-    ax.grid(axis="x", alpha=0.3)
-    return ax
-
-
 def reliability(curves: dict[str, dict], title: str = "", ax=None):
     """Accuracy against confidence per bin (metrics.calibration), one line per model, beside the
     diagonal a perfectly calibrated model would follow; each label gives its ECE."""
@@ -330,14 +345,16 @@ def _stretch(t: torch.Tensor) -> np.ndarray:
     return ((t - low) / (high - low).clamp_min(1e-12) * 255).byte().numpy()
 
 
-def filters(weight: torch.Tensor, ncols: int = 16, title: str = "", ax=None):
-    """A first convolution's filters (out, 3, k, k) as small colour images, each stretched."""
+def filters(weight: torch.Tensor, ncols: int = 8, title: str = "", ax=None):
+    """A first convolution's filters (out, 3, k, k) as colour images, ncols to a row and 0.8 inch
+    each, each stretched; the title wraps to the grid's width."""
     images = _stretch(weight).transpose(0, 2, 3, 1)  # (out, k, k, 3)
     ncols = min(ncols, len(images))
-    ax = _axes(ax, figsize=(ncols * 0.6, -(-len(images) // ncols) * 0.6))
+    width = max(ncols * 0.8, 4.0)
+    ax = _axes(ax, figsize=(width, -(-len(images) // ncols) * 0.8 + 0.5 * bool(title)))
     ax.imshow(_tile(images, ncols, gap=1), interpolation="nearest")
     ax.axis("off")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, width=int(width * 10)), fontsize=10)  # about 10 characters an inch at 10 pt
     return ax
 
 

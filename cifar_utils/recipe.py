@@ -21,8 +21,9 @@ from .callbacks import Checkpoint, Cosine, OneCycle, ReduceLROnPlateau, TensorBo
 from .cost import choose
 from .loaders import Loaders
 from .metrics import confusion_matrix, mirrored, predict, scores
-from .precision import PLAIN, ComputeFormat, prepare
+from .precision import PLAIN, ComputeFormat, Prepared, prepare, unwrap
 from .settings import Config, seed_everything
+from .tensor_loader import TensorLoader
 from .train import Callback, Progress, fit, train_seconds
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -85,10 +86,11 @@ class Run:
         """One line: the test score (or, where the test set is scored elsewhere, the last
         validation score) and the budget that bought it."""
         flip = f" ({self.test_flip['top1']:.1%} with flip TTA)" if self.test_flip else ""
-        score = (f"test top-1 {self.test['top1']:.1%}{flip}, top-5 {self.test['top5']:.1%}" if self.test else
+        top5 = f", top-5 {self.test['top5']:.1%}" if self.test and self.test_logits.shape[1] > 5 else ""  # 5 classes: 100%
+        score = (f"test top-1 {self.test['top1']:.1%}{flip}{top5}" if self.test else
                  f"validation top-1 {self.history[-1]['val_top1']:.1%} (no test pass here)")
         return (f"{self.name}: {score} "
-                f"after {self.epochs} epochs on {self.train_images:,} images "
+                f"after {self.epochs} epoch{'s' * (self.epochs != 1)} on {self.train_images:,} images "
                 f"({self.train_seconds:.0f} s of training, {self.compute_format.name})")
 
     def confusion_matrix(self) -> np.ndarray:
@@ -153,7 +155,7 @@ def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Conf
     groups = param_groups or [{"params": list(model.parameters())}]
     groups = [{**g, "lr": scaled_lr(g.get("lr", hyper.lr), loaders.batch_size)} for g in groups]
     fit_callbacks = [c for c in (schedule(hyper), *callbacks) if c is not None]
-    watching = monitors(name, cfg, hyper.seed, hparams(hyper, loaders))
+    watching = monitors(name, cfg, hyper.seed, hparams(hyper, loaders, prepared, cfg))
     if checkpoint is not None:
         info = {"name": name, "data": loaders.splits.fingerprint, "mean": loaders.mean, "std": loaders.std,
                 "train_images": loaders.train_images}
@@ -179,10 +181,40 @@ def monitors(name: str, cfg: Config, seed: int, hparams: dict | None = None) -> 
     return watching
 
 
-def hparams(hyper: Hyper, loaders: Loaders) -> dict:
-    """The hyperparameters of a run as TensorBoard takes them (numbers and strings), with its budget."""
+def hparams(hyper: Hyper, loaders: Loaders, model: nn.Module, cfg: Config) -> dict:
+    """The hyperparameters of a run as TensorBoard takes them (numbers and strings): Hyper's, and
+    what else tells two runs apart: the model, the augmentation, the compute format (a Prepared
+    model's; fp32 otherwise), the data, the profile and the budget."""
     values = {k: v if isinstance(v, (int, float, str)) else type(v).__name__ for k, v in vars(hyper).items()}
-    return {**values, "batch_size": loaders.batch_size, "train_images": loaders.train_images}
+    compute_format = model.compute_format if isinstance(model, Prepared) else PLAIN
+    return {**values, "model": _model_name(model), "augmentation": _augmentation(loaders),
+            "compute_format": compute_format.name, "profile": cfg.profile.name, "dataset": cfg.dataset,
+            "pipeline": loaders.pipeline, "batch_size": loaders.batch_size, "train_images": loaders.train_images}
+
+
+def _model_name(model: nn.Module) -> str:
+    """The architecture's registry name, with its builder's options and its input side when not 32
+    ("resnet18_cifar(widths=(16, 32, 64, 128))"); a model not built by name: its class."""
+    inner = unwrap(model)
+    architecture = getattr(inner, "architecture", None)
+    if architecture is None:
+        return type(inner).__name__
+    options = ", ".join(f"{k}={v}" for k, v in sorted(architecture.options.items()))
+    side = f" at {architecture.input_px} px" if architecture.input_px != 32 else ""
+    return f"{architecture.name}({options}){side}" if options else f"{architecture.name}{side}"
+
+
+def _augmentation(loaders: Loaders) -> str:
+    """What the training loader draws at random for each image, in torchvision's names
+    ("RandomCrop+RandomHorizontalFlip", the tensor path's twins of them), or "none"."""
+    train = loaders.train
+    if isinstance(train, TensorLoader):
+        return "RandomCrop+RandomHorizontalFlip" if train.augment else "none"
+    if not hasattr(train, "dataset"):
+        return "unknown"  # a loader made by hand
+    transform = getattr(train.dataset, "transform", None)
+    steps = getattr(transform, "transforms", [transform] if transform is not None else [])
+    return "+".join(type(t).__name__ for t in steps if type(t).__name__.startswith("Random")) or "none"
 
 
 def test_only(name: str, model: nn.Module, loaders: Loaders, cfg: Config, train_images: int = 0) -> Run:

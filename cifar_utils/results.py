@@ -72,13 +72,15 @@ def run_record(run: Run, **extra) -> dict:
 def over_seeds(runs: list[Run], flip: bool = False, **extra) -> dict:
     """One arm trained once per seed, as one entry: test top-1 and top-5 (and flip TTA's top-1,
     and the training seconds) are the means over the seeds, with test_top1_std, each seed's
-    test top-1 in test_top1_per_seed, and `seeds` (how many). The curve is the first seed's.
+    test top-1 in test_top1_per_seed, `seeds` (how many) and `seed_list` (which). The curve is the
+    first seed's.
     flip: the entry's test scores are those with flip TTA (Run.test_flip)."""
     record = run_record(runs[0], **extra)
     scores = [run.test_flip if flip else run.test for run in runs]
     top1 = [s["top1"] for s in scores]
     top1_mean, top1_std = mean_std(top1)
-    record.update(seeds=len(runs), test_top1=top1_mean, test_top1_std=top1_std, test_top1_per_seed=top1,
+    record.update(seeds=len(runs), seed_list=[run.hyper.seed if run.hyper else None for run in runs], test_top1=top1_mean,
+                  test_top1_std=top1_std, test_top1_per_seed=top1,
                   test_top5=mean_std([s["top5"] for s in scores])[0],
                   train_seconds=round(mean_std([run.train_seconds for run in runs])[0], 2))
     if all(run.test_flip for run in runs):
@@ -195,18 +197,52 @@ def beside_reference(notebook: str, cfg: Config, records: list[dict], folder: Pa
     """This run's test top-1 beside the reference of its profile and the full profile's.
 
     Prints where each reference comes from (machine, data, date) or that there is none yet;
-    returns a table with a column per source, one row per run name.
+    returns a table with a column per source, one row per run name. A run that is a reference
+    (the same runs and numbers, as_reference keeps them) gets no second column of itself.
     """
+    references = {profile: reference(notebook, profile, cfg.dataset, folder)
+                  for profile in dict.fromkeys([cfg.profile.name, "full"])}
+    lines, styler = reference_table(records, references, cfg.dataset)
+    print("\n".join(lines))
+    return styler
+
+
+def reference_table(records: list[dict], references: dict[str, dict | None], dataset: str):
+    """What beside_reference shows, given the references (profile -> reference record, or None):
+    the lines it prints and the table (a pandas Styler). tools/make_reference.py redraws a
+    reference notebook's table with it, against the reference that notebook has just become."""
     import pandas as pd
 
-    columns = {"this run": {r["name"]: r["test_top1"] for r in records}}
-    for profile in dict.fromkeys([cfg.profile.name, "full"]):
-        ref = reference(notebook, profile, cfg.dataset, folder)
+    lines, columns, mine = [], {"this run": {r["name"]: r["test_top1"] for r in records}}, "this run"
+    for profile, ref in references.items():
         if ref is None:
-            print(f"no reference for the {profile} profile on {cfg.dataset} yet")
+            lines.append(f"no reference for the {profile} profile on {dataset} yet")
             continue
         measured = ref[MEASURED]  # as_reference wrote it
-        print(f"reference, {profile} profile: {measured['machine']}; {measured['data']}; {measured['date']}")
+        where = f"{measured['machine']}; {measured['data']}; {measured['date']}"
+        if same_runs(records, ref["runs"]):
+            lines.append(f"this run is the {profile} profile's reference: {where}")
+            columns[f"this run = {profile} reference"] = columns.pop(mine)
+            mine = f"this run = {profile} reference"
+            continue
+        lines.append(f"reference, {profile} profile: {where}")
         columns[f"{profile} reference"] = {r["name"]: r["test_top1"] for r in ref["runs"]}
     frame = pd.DataFrame(columns).rename_axis("test top-1")
-    return frame.style.format("{:.1%}", na_rep="–")
+    return lines, frame.style.format("{:.1%}", na_rep="–")
+
+
+def same_runs(records: list[dict], others: list[dict]) -> bool:
+    """Whether two lists of runs are one and the same: the same names with the same RUN_KEYS
+    numbers (a reference keeps them as the run wrote them, to the last digit)."""
+    def numbers(runs):
+        return {r["name"]: tuple(r.get(k) for k in RUN_KEYS) for r in runs}
+    return numbers(records) == numbers(others)
+
+
+TOP5_CLASSES = 5  # with this many classes or fewer every label is among the top five: top-5 is always 100%
+
+
+def informative(columns: list[str], num_classes: int) -> list[str]:
+    """The columns of a table worth showing for a task of num_classes classes: test_top5 left out
+    where it cannot be below 100% (TOP5_CLASSES)."""
+    return [c for c in columns if not (c == "test_top5" and num_classes <= TOP5_CLASSES)]

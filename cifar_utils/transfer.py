@@ -66,10 +66,10 @@ class Pretrained:
         batches, the task they transfer to as well. For the notebook to print."""
         return summary({self.name: self}, batches)
 
-    def fine_tune_loaders(self, cfg: Config) -> loaders.Loaders:
-        """Batches of the target task with the profile's fine_tune budget, normalised as the
-        pretraining's images were."""
-        return loaders.make_loaders(data.split_for(self.target, cfg, "fine_tune"), cfg.batch_size, cfg.device,
+    def fine_tune_loaders(self, cfg: Config, kind: str = "fine_tune") -> loaders.Loaders:
+        """Batches of the target task with the profile's budget for `kind` (fine_tune, or
+        fine_tune_few_images), normalised as the pretraining's images were."""
+        return loaders.make_loaders(data.split_for(self.target, cfg, kind), cfg.batch_size, cfg.device,
                                     mean=self.mean, std=self.std)
 
     def provenance(self) -> dict:
@@ -135,7 +135,8 @@ def _course(name: str, options: dict, cifar: data.CifarData, cfg: Config, missin
     source, target = data.class_split(cifar)
     saved = course_weights(name, options, source, cfg)
     trained_on = f"{', '.join(source.classes[:5])}{', ...' if len(source.classes) > 5 else ''} ({cifar.dataset})"
-    description = (f"this course's pretraining of {name} on the other half of the classes, {trained_on}: "
+    description = (f"this course's pretraining of {name} on the first {len(source.classes)} of the "
+                   f"{cifar.num_classes} classes, {trained_on}: "
                    f"{saved.info['train_images']:,} images, best validation top-1 {saved.info['val_top1']:.1%} "
                    f"at epoch {saved.info['epoch']}, kept in {saved.path}")
     return Pretrained(name, options, "course", trained_on, description, target, tuple(saved.info["mean"]),
@@ -146,7 +147,7 @@ def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config
     """The course's pretraining of `name` (built with `options`) on `source`, the first half of
     the classes: the checkpoint if a usable one holds it, else trained now with the profile's
     `pretrain` budget."""
-    path = cfg.checkpoint_dir / f"{cfg.dataset}_{name}_pretrained_first_half.pt"
+    path = cfg.checkpoint(f"{name}_pretrained_first_half")
     expect = data.fingerprint(source, cfg)
     try:
         saved = checkpoints.load(path, expect)
@@ -169,7 +170,7 @@ def teacher(cifar: data.CifarData, cfg: Config) -> tuple[checkpoints.Saved, str]
     for this data (03's CIFAR ResNet18 from scratch, 04's fine-tuned ImageNet ResNet18s), the one
     with the best validation top-1; if none is usable, 03's CIFAR ResNet18 trained now with 03's
     budget and kept where 03 keeps it."""
-    scratch = cfg.checkpoint_dir / f"{cfg.dataset}_resnet18_cifar.pt"
+    scratch = cfg.checkpoint("resnet18_cifar")
     paths = {scratch: "03", **{path: "04" for path in
                                sorted(cfg.checkpoint_dir.glob(f"{cfg.dataset}_resnet18_finetuned_*.pt"))}}
     expect = data.fingerprint(cifar, cfg)

@@ -1,5 +1,6 @@
 """Deployment: photos of any format classified as in training, the self-contained uint8 ONNX model
-against PyTorch, int8, and the web demo (its browser test is marked `browser`)."""
+against PyTorch, int8, and the web demo: its answer, its threshold, the model it finds, and its
+page in a browser (marked `browser`: `python -m pytest -m browser tests/test_deploy.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +18,7 @@ import torch
 from PIL import Image
 
 from cifar_course import demo
-from cifar_utils import checkpoints, data, export, loaders, models, recipe, settings
-
-PHOTOS = sorted(p for p in demo.PHOTOS.iterdir() if p.suffix.lower() in data.IMAGE_SUFFIXES)
+from cifar_utils import checkpoints, data, explain, export, loaders, models, photo, recipe, settings
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,75 @@ def test_the_demo_agrees_with_the_notebooks_preprocessing(checkpoint):
     assert list(top3) == [data.class_names("cifar10")[i] for i in probs.argsort(descending=True)[:3]]
 
 
+def test_the_overlay_lays_the_map_over_the_photo_so_the_photo_shows_through(checkpoint, tmp_path):
+    stripes = np.zeros((256, 256, 3), np.uint8)
+    stripes[:, ::8] = stripes[:, 1::8] = stripes[:, 2::8] = stripes[:, 3::8] = 255  # 4 pixels white, 4 black
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    _, cam = demo.Predictor(checkpoint).predict(str(tmp_path / "stripes.png"))
+    assert cam.shape == (256, 256, 3)
+    across = np.abs(cam[:, 3::8].astype(int) - cam[:, 4::8]).mean()  # from a white stripe to the black beside it
+    assert across > 0.4 * 255  # the photo's own 4-pixel stripes, through the map (the 32x32 image has none)
+    saved = checkpoints.load(checkpoint)
+    x = loaders.normalise(photo.load_image(tmp_path / "stripes.png"), saved.info["mean"], saved.info["std"])
+    heat = explain.grad_cam(saved.model.eval(), explain.cam_layer(saved.model), x)[0]
+    assert np.array_equal(cam, explain.overlay(stripes, heat))  # the course's blend of the map, over the photo
+
+
+@pytest.mark.parametrize(("top3", "heading"), [({"cat": 0.71, "dog": 0.2, "frog": 0.05}, "## cat\n71% sure"),
+                                               ({"cat": 0.31, "dog": 0.3, "frog": 0.2}, "## Not sure\n")])
+def test_the_answer_is_the_class_from_the_threshold_on_and_not_sure_below_it_with_the_guesses(top3, heading):
+    said = demo.verdict(top3, 0.5)
+    assert said.startswith(heading)
+    assert said.endswith("cat 71%, dog 20%, frog 5%." if top3["cat"] > 0.5 else "cat 31%, dog 30%, frog 20%.")
+    assert demo.verdict({}, 0.5) == ""
+
+
+def test_the_demos_threshold_is_notebook_08s_parameter(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    declared = papermill.inspect_notebook(str(demo.DEPLOY_NOTEBOOK))["THRESHOLD"]["default"]
+    assert demo.deploy_threshold() == float(declared)
+    with pytest.raises(demo.DemoError, match="pass --threshold"):
+        demo.deploy_threshold(tmp_path / "08_deploy.ipynb")
+
+
+def test_the_demo_serves_the_latest_course_run_or_says_what_to_pass(checkpoint, tmp_path, monkeypatch, capsys):
+    older, newer, seed = (tmp_path / "runs" / name / "checkpoints"
+                          for name in ("20250101-090000-smoke", "20250102-090000-laptop", "20250103-090000-smoke/seed-1"))
+    for i, folder in enumerate((older, newer, seed, tmp_path / "results" / "checkpoints")):
+        folder.mkdir(parents=True)
+        (folder / "cifar10_simple_cnn.pt").write_bytes(checkpoint.read_bytes())
+        os.utime(folder / "cifar10_simple_cnn.pt", (1e9 + i, 1e9 + i))  # written in this order
+    (tmp_path / "runs" / "20250104-090000-smoke" / "checkpoints").mkdir(parents=True)  # the last run trained nothing
+    os.utime(seed / "cifar10_simple_cnn.pt", (2e9, 2e9))
+    assert demo.latest_results("cifar10", tmp_path / "runs", tmp_path / "results") == seed.parent
+    os.utime(seed / "cifar10_simple_cnn.pt", (1e9, 1e9))
+    assert demo.latest_results("cifar10", tmp_path / "runs", tmp_path / "results") == tmp_path / "results"
+    assert demo.latest_results("cifar10", tmp_path / "runs") == newer.parent  # results/ not asked: the newest run
+    assert demo.strongest(newer.parent, "cifar10") == newer / "cifar10_simple_cnn.pt"
+    with pytest.raises(demo.DemoError, match="No checkpoint for cifar100 .* pass --results DIR"):
+        demo.latest_results("cifar100", tmp_path / "runs", tmp_path / "results")
+
+    from cifar_course.__main__ import main as course_main
+
+    monkeypatch.chdir(tmp_path / "runs" / "20250104-090000-smoke")  # no runs/ here, and no results/
+    monkeypatch.delenv(settings.RESULTS_ENV, raising=False)
+    assert course_main(["demo"]) == 2
+    said = capsys.readouterr().err
+    assert "No checkpoint for cifar10 in runs/*/checkpoints or results/checkpoints" in said and "--results" in said
+
+
+def test_the_page_names_a_refused_upload_as_the_user_called_it_not_by_gradios_copy(tmp_path):
+    gr = pytest.importorskip("gradio")
+    copy = tmp_path / "gradio" / "3f2a" / "holiday.jpg"
+    copy.parent.mkdir(parents=True)
+    copy.write_text("a note, not an image")
+    with pytest.raises(data.DataError) as refused:
+        photo.load_photo(copy)
+    shown = demo._page_error(refused.value, str(copy))
+    assert isinstance(shown, gr.Error) and shown.message.startswith("holiday.jpg is not an image PIL can read")
+    assert str(tmp_path) not in shown.message
+
+
 def test_without_gradio_the_demo_says_what_to_install(monkeypatch, capsys):
     import builtins
 
@@ -115,8 +184,23 @@ def test_without_gradio_the_demo_says_what_to_install(monkeypatch, capsys):
     assert "The demo needs Gradio: pip install -e '.[demo]'" in capsys.readouterr().err
 
 
+def broken_and_awkward_photos(folder: Path) -> dict[str, Path]:
+    """A 16-bit grey PNG and a half-transparent RGBA PNG made from a test image; a JPEG cut in
+    half and a note renamed .jpg."""
+    image = Image.fromarray(data.load("cifar10", "sample").test.images[7]).resize((128, 128))
+    grey16 = np.asarray(image.convert("L")).astype(np.uint16) * 257  # 0..65535
+    Image.fromarray(grey16).save(folder / "grey16.png")
+    rgba = np.dstack([np.asarray(image), np.full((128, 128), 255, np.uint8)])
+    rgba[:32, :, 3] = 0  # the top quarter transparent
+    Image.fromarray(rgba).save(folder / "transparent.png")
+    image.save(folder / "whole.jpg")
+    (folder / "cut.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:1500])
+    (folder / "note.jpg").write_text("a note, not a photo\n")
+    return {name: folder / name for name in ("grey16.png", "transparent.png", "cut.jpg", "note.jpg")}
+
+
 @pytest.mark.browser
-def test_the_web_demo_classifies_an_uploaded_photo_in_a_browser(checkpoint, tmp_path):
+def test_the_web_demo_reads_each_upload_as_the_course_does_and_names_a_broken_one(checkpoint, tmp_path):
     from test_browser import CHROMEDRIVER, wait_for
 
     if CHROMEDRIVER is None:
@@ -127,6 +211,8 @@ def test_the_web_demo_classifies_an_uploaded_photo_in_a_browser(checkpoint, tmp_
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
+    uploads = broken_and_awkward_photos(tmp_path)
+    predictor, threshold = demo.Predictor(checkpoint), demo.deploy_threshold()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -150,18 +236,31 @@ def test_the_web_demo_classifies_an_uploaded_photo_in_a_browser(checkpoint, tmp_
         wait_for(answers, 120, "the demo to serve")
         assert server.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
         driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-        driver.get(url)
-        upload = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), 60, "the upload")
-        photo = tmp_path / "test_image.png"
-        Image.fromarray(data.load("cifar10", "sample").test.images[7]).resize((128, 128)).save(photo)
-        upload[0].send_keys(str(photo))
-        shown = wait_for(lambda: [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#top3 h2, #top3 .output-class")
-                                  if e.text.strip()], 60, "the top class on the page")
-        expected, _ = demo.Predictor(checkpoint).predict(str(photo))
-        assert shown[0].strip() == next(iter(expected))  # the page names the class PyTorch gives first
-        cam = wait_for(lambda: [i for i in driver.find_elements(By.CSS_SELECTOR, "#cam img")
-                                if i.get_property("naturalWidth") > 0], 60, "the Grad-CAM overlay")
-        assert cam
+        refused = []
+        for name, path in uploads.items():
+            driver.get(url)  # a fresh page for each file
+            upload = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#photo input[type=file]"), 60, "the upload")
+            about = driver.find_element(By.ID, "about").text
+            assert all(c in about for c in data.class_names("cifar10")) and f"{threshold:.0%}" in about
+            upload[0].send_keys(str(path))
+            try:
+                top3, _ = predictor.predict(str(path))
+            except data.DataError as err:  # the course's own message, naming the file
+                message = str(err).replace(str(path), name)
+                shown = wait_for(lambda: [e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid=toast-text]")
+                                          if e.text.strip()], 60, f"the message on {name}")
+                assert shown == [message], name
+                assert not driver.find_element(By.ID, "verdict").text.strip()
+                refused.append(name)
+                continue
+            said = wait_for(lambda: driver.find_element(By.ID, "verdict").text.strip(), 60, f"the answer to {name}")
+            assert said == demo.verdict(top3, threshold).removeprefix("## "), name  # the heading, then the guesses
+            listed = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#top3 dt")]
+            assert listed == list(top3), name  # the page lists the classes the course's reader and PyTorch give
+            cam = wait_for(lambda: [i for i in driver.find_elements(By.CSS_SELECTOR, "#cam img")
+                                    if i.get_property("naturalWidth") == 256], 60, f"the Grad-CAM overlay of {name}")
+            assert cam
+        assert refused == ["cut.jpg", "note.jpg"]  # the course's reader refuses both, and the page says why
     finally:
         if driver is not None:
             driver.quit()

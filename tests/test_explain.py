@@ -139,3 +139,24 @@ def test_right_and_wrong_picks_images_the_model_gets_right_then_ones_it_gets_wro
     assert len(shown) == 8 and x.shape == (8, 3, 32, 32) and (predicted == 3).all()
     assert (labels[shown[:4]] == 3).all() and (labels[shown[4:]] != 3).all()  # four right, then four wrong
     assert torch.allclose(x[0], loaders.normalise(test.images[shown[0]], (0.5,) * 3, (0.25,) * 3)[0])
+
+
+class ReadsTheLabel(nn.Module):
+    """Reads the class written into each image's first pixel (20 x the class, normalised with mean
+    0.5 and std 0.25): right on classes 0-5, and takes every image of 6-9 for class 0."""
+
+    def forward(self, x):
+        label = ((x[:, 0, 0, 0] * 0.25 + 0.5) * 255 / 20).round().long()
+        return nn.functional.one_hot(torch.where(label < 6, label, 0), 10).float()
+
+
+def test_right_and_wrong_takes_its_examples_from_one_class_after_another():
+    """A test set stored class by class (as an image-folder archive is read) showed eight airplanes
+    as 03's right examples: now the right ones and the wrong ones each come one class after another."""
+    labels = np.repeat(np.arange(10), 30)  # class by class, as a folder of test/<class>/ is read
+    images = np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    images[:, 0, 0, 0] = 20 * labels
+    shown, _, predicted = explain.right_and_wrong(ReadsTheLabel(), data.ImageSet(images, labels), (0.5,) * 3,
+                                                  (0.25,) * 3, n=4, seed=0)
+    assert labels[shown[:4]].tolist() == [0, 1, 2, 3] and predicted[:4].tolist() == [0, 1, 2, 3]  # right
+    assert labels[shown[4:]].tolist() == [6, 7, 8, 9] and predicted[4:].tolist() == [0, 0, 0, 0]  # wrong

@@ -10,7 +10,7 @@ import pytest
 import torch
 from figure_check import problems
 
-from cifar_utils import data, plots
+from cifar_utils import data, plots, regimes
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -57,8 +57,13 @@ FIGURES = {  # name -> a function that draws one figure with the helper, as a no
                                        {"suggested": 0.03, "the recipe's peak": 0.05}),
     "channel_histograms": lambda: plots.channel_histograms(images(200)),
     "class_templates": lambda: plots.class_templates(torch.randn(10, 3072), CLASSES),
-    "accuracy_bars": lambda: plots.accuracy_bars(records(7), baseline=0.33,
-                                                 title="SimpleCNN, 7 epochs on 4,500 images, 3 seeds per arm"),
+    "regimes.plot": lambda: regimes.plot(
+        {f"{arm}_{regime}": {"test_top1": base + gain, "test_top1_std": 0.008,
+                             "test_top1_per_seed": [base + gain - 0.01, base + gain, base + gain + 0.01]}
+         for regime, base in (("2250x30", 0.52), ("9000x2", 0.6)) for arm, gain in
+         (("plain", 0.0), ("label_smoothing", -0.004), ("mixup", 0.009), ("cutmix", 0.016))},
+        {"plain": "plain", "label_smoothing": "label smoothing", "mixup": "MixUp", "cutmix": "CutMix"},
+        ["2250x30", "9000x2"], title="SimpleCNN: where each regulariser pays"),
     "reliability": lambda: plots.reliability({name: {"ece": 0.05, "confidence": np.linspace(0.05, 0.95, 10),
                                                      "accuracy": np.linspace(0.1, 0.9, 10), "counts": np.ones(10)}
                                               for name in ("plain", "label_smoothing")},

@@ -91,14 +91,6 @@ def test_calibration_and_confidence_verdicts_follow_the_numbers():
     assert findings.confidence(a_run("plain", 1.0, logits=unsure, labels=labels), 0.9).endswith("under-confident")
 
 
-def test_the_best_trick_is_the_highest_test_top1():
-    plain = {"name": "plain", "trick": "none", "test_top1": 0.579, "epochs": 7, "train_images": 4500, "seeds": 1}
-    cosine = {"name": "cosine", "trick": "cosine annealing", "test_top1": 0.587}
-    sentence = findings.best_trick([plain, cosine], plain, "laptop", "cpu")
-    assert sentence == ("Best here: cosine (cosine annealing), 58.7% test top-1, against 57.9% for the plain recipe, "
-                        "after 7 epochs on 4,500 images (laptop profile, cpu).")
-
-
 def test_the_input_pipeline_sentence_compares_each_feed_with_the_next():
     rates = {"tutorial": 1000.0, "DataLoader": 1900.0, "tensor path": 3420.0, "ceiling": 3800.0}
     sentence = findings.input_pipeline(rates, 128, "cpu", 1, "bf16,channels-last")
@@ -113,3 +105,33 @@ def test_onnx_runtime_says_the_difference_and_which_runtime_is_faster():
     assert findings.onnx_runtime(record) == ("resnet18: ONNX Runtime against PyTorch (fp32): largest difference 2.4e-06; "
                                              "batch 1 on the CPU 2.00 ms against 5.00 ms in PyTorch, 2.5× as fast")
     assert findings.onnx_runtime({**record, "onnx_latency_ms": 6.0}).endswith("6.00 ms against 5.00 ms in PyTorch, 1.2× slower")
+
+
+def test_one_step_says_whether_the_loss_fell_against_what_the_slope_promised():
+    fell = findings.one_step(2.4895, 2.0853, 0.01, 55.0)
+    assert fell.startswith("Loss on this batch: 2.4895 before the step, 2.0853 after: down 0.4042, where the slope "
+                           "promised 0.5500")
+    assert "a rate above 0.045 would promise a drop larger than the whole loss" in fell and "took 0.01." in fell
+    rose = findings.one_step(2.4895, 3.5380, 0.1, 55.0)  # the reference run's numbers at the old rate
+    assert "after: up 1.0485, although the slope promised a drop of 5.5000: the step went past the valley" in rose
+
+
+def test_width_says_how_much_faster_a_narrower_network_trained_against_its_flops():
+    full, quarter = (64, 128, 256, 512), (16, 32, 64, 128)
+    flops = {full: 1_111_000_000, quarter: 70_000_000}
+    sentence = findings.width({full: 60.0, quarter: 300.0}, flops, "cpu")
+    assert sentence.startswith(f"On cpu, a training step of the CIFAR ResNet18 at widths {quarter} ran at 5.0x the "
+                               f"images per second of one at {full}, for 16x fewer FLOPs per image")
+    assert "the time fell far less than the operations" in sentence
+    assert findings.width({full: 60.0, quarter: 900.0}, flops, "cuda").endswith("fewer FLOPs per image.")
+
+
+def test_time_used_compares_the_training_time_with_the_share_planned():
+    over = findings.time_used(486.0, 592.0, 35, 35, 0.7)
+    assert over == ("Training took 486 s for 35 epochs: 82% of the 592 s left when it began, against the 70% "
+                    "planned: the plan, timed on a few steps, was optimistic by 17%.")
+    assert findings.time_used(410.0, 592.0, 35, 35, 0.7).endswith("the plan, timed on a few steps, held.")
+    stopped = findings.time_used(300.0, 592.0, 20, 35, 0.7)
+    assert "for 20 epochs (stopped after 20 of the 35 epochs planned)" in stopped and "cautious by 28%" in stopped
+    assert findings.time_used(300.0, 600.0, 3, 3, None) == ("Training took 300 s for 3 epochs: 50% of the 600 s left "
+                                                            "when it began.")

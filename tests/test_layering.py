@@ -10,9 +10,9 @@ import cifar_utils
 LIBRARY = Path(cifar_utils.__file__).parent
 TOOLING = Path(cifar_course.__file__).parent
 # bottom to top; the order __init__'s docstring explains
-LAYERS = ["settings", "images", "folders", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics",
-          "precision", "train", "callbacks", "losses", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results",
-          "findings", "plots"]
+LAYERS = ["settings", "images", "photo", "folders", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics",
+          "precision", "train", "callbacks", "losses", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results", "plots",
+          "regimes", "findings"]
 SHIM = LIBRARY / "course" / "__main__.py"  # `python -m cifar_utils.course`, forwarding for one release
 
 

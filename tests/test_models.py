@@ -66,3 +66,14 @@ def test_split_head_parts_every_parameter_into_body_and_head(name, head):
     assert head_params == list(getattr(net, head).parameters())
     assert len(body) + len(head_params) == len(list(net.parameters()))
     assert not {id(p) for p in body} & {id(p) for p in head_params}
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small"])
+def test_a_cifar_mobilenet_keeps_the_resolution_and_the_shapes_imagenets_weights_have(name):
+    imagenet, cifar = (models.build(n, 10, seed=0).eval() for n in (name, f"{name}_cifar"))
+    x = torch.zeros(2, 3, 32, 32)
+    assert imagenet.features(x).shape[-1] == 1  # ImageNet's stem: 32 px halved five times
+    assert cifar.features(x).shape[-1] == 4  # halved three times: the last blocks still see a grid
+    assert {k: v.shape for k, v in cifar.state_dict().items()} == {k: v.shape for k, v in imagenet.state_dict().items()}
+    assert cifar(x).shape == (2, 10)
+    assert models.TORCHVISION_MODELS[f"{name}_cifar"][1] is models.TORCHVISION_MODELS[name][1]  # the same weights file

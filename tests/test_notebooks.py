@@ -17,7 +17,7 @@ from helpers import NOTEBOOK_DIR
 
 from cifar_course.__main__ import main as course_main
 from cifar_utils import checkpoints as ckpt
-from cifar_utils import cost, data, findings, models, results, settings
+from cifar_utils import cost, data, findings, models, regimes, results, settings
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE",
@@ -26,15 +26,17 @@ STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCH
 ARMS = {  # the runs each notebook records: one per arm it compares
     "00_data_exploration": [],
     "01_logistic_regression": ["logistic_regression"],
-    "02_simple_cnn": ["simple_cnn", "simple_cnn_no_aug", "logistic_regression"],
+    "02_simple_cnn": ["logistic_regression", "simple_cnn_no_aug_270x3", "simple_cnn_270x3", "simple_cnn_no_aug_4500x2",
+                      "simple_cnn_4500x2"],  # <arm>_<images>x<epochs>: two regimes (smoke: 270 x 3 and 4,500 x 2)
     "03_resnet18": ["resnet18_cifar_scratch", "simple_cnn_same_budget",  # offline: the course's own pretraining
                     "resnet18_cifar_course_pretrained_32px", "resnet18_cifar_random_init_32px"],
-    "04_freeze_unfreeze": ["frozen", "frozen_random_init", "freeze_then_unfreeze", "freeze_then_unfreeze_layerwise",
-                           "full_fine_tune"],
+    "04_freeze_unfreeze": [f"{arm}_180x2" for arm in ("frozen", "frozen_random_init", "full_fine_tune", "freeze_then_unfreeze",
+                                                      "freeze_then_unfreeze_layerwise")]
+                          + [f"{arm}_135x3" for arm in ("frozen", "full_fine_tune", "lower_body_rate", "freeze_then_unfreeze")],
     "05_mobilenet": ["mobilenet_v3_small", "mobilenet_v2", "resnet18"],
     "06_distillation": ["teacher_resnet18_cifar_scratch", "student_alone", "student_distilled"],
-    "07_training_tricks": ["plain", "label_smoothing", "mixup", "cutmix", "cosine", "plateau",
-                           "plain_flip_tta"],
+    "07_training_tricks": [f"{arm}_{regime}" for arm in ("plain", "label_smoothing", "mixup", "cutmix")
+                           for regime in ("270x2", "450x1")] + ["cosine_450x1", "plateau_450x1"],
     "08_deploy": ["deployable_fp32", "deployable_int8"],
     "09_challenge": ["challenge_simple_cnn"],
 }
@@ -88,24 +90,50 @@ def test_each_notebook_says_there_is_no_reference_for_the_smoke_profile(notebook
     assert "no reference for the smoke profile on cifar10 yet" in executed
 
 
-def test_07_records_one_run_per_trick_with_its_flip_tta_score(smoke_course):
+def test_07_compares_each_trick_with_the_plain_arm_of_its_regime_seed_by_seed(smoke_course):
     record = results.read(smoke_course / "07_training_tricks.json")
     runs = {r["name"]: r for r in record["runs"]}
-    assert record["seeds"] == [0, 1] and all(r["seeds"] == 2 for r in runs.values())  # smoke: 2 per arm
+    assert record["seeds"] == [0, 1] and all(r["seed_list"] == [0, 1] for r in runs.values())  # smoke: 2 per arm
     for r in runs.values():
         assert len(r["test_top1_per_seed"]) == 2 and r["test_top1"] == pytest.approx(sum(r["test_top1_per_seed"]) / 2)
-    tricks = [r["trick"] for r in runs.values()]
-    assert len(set(tricks)) == len(tricks) and all(tricks)
-    budget = {(r["epochs"], r["train_images"]) for r in runs.values()}
-    assert len(budget) == 1  # one budget for every arm
-    assert all(0 < r["test_top1_flip"] <= 1 for r in runs.values())
-    assert runs["plain_flip_tta"]["test_top1"] == runs["plain"]["test_top1_flip"]
+        assert (r["epochs"], r["train_images"]) == tuple(int(n) for n in regimes.regime_of(r["name"]).split("x"))[::-1]
+        assert 0 < r["test_top1_flip"] <= 1
+    assert len({r["trick"] for r in runs.values()}) == 6  # plain and five tricks, each in words
     executed = (smoke_course / "07_training_tricks.ipynb").read_text()
     assert "mix_batch: correct" in executed and "flip_tta_logits: correct" in executed
-    for name, r in runs.items():  # each arm against the plain recipe, seed by seed (smoke: two seeds)
-        if name != "plain":
-            verdict = findings.seed_by_seed(runs["plain"]["test_top1_per_seed"], r["test_top1_per_seed"])
-            assert f"{name}: {verdict}" in executed and "the spread of the seeds" in verdict
+    for name in runs:  # each arm against the plain arm of its regime, found by swapping one word
+        method = name.rsplit("_", 1)[0]
+        if method != "plain":
+            assert str(regimes.verdict(runs, name, method, "plain")) in executed
+    for method in ("label smoothing", "MixUp", "CutMix"):  # where each regulariser paid, in both regimes
+        [sentence] = [t for t in record["takeaways"] if t.startswith(f"{method}: on 270 images × 2 epochs")]
+        assert "on 450 images × 1 epoch" in sentence
+
+
+def test_02_shows_augmentation_in_two_regimes_against_its_control_seed_by_seed(smoke_course):
+    record = results.read(smoke_course / "02_simple_cnn.json")
+    runs = {r["name"]: r for r in record["runs"]}
+    executed = (smoke_course / "02_simple_cnn.ipynb").read_text()
+    for regime in ("270x3", "4500x2"):
+        verdict = regimes.verdict(runs, f"simple_cnn_{regime}", "simple_cnn", "simple_cnn_no_aug")
+        assert str(verdict) in executed and len(verdict.gains) == 2  # smoke: two paired seeds
+        assert runs[f"simple_cnn_{regime}"]["augmentation"] and not runs[f"simple_cnn_no_aug_{regime}"]["augmentation"]
+    assert any(t.startswith("Augmentation (random crop and flip): on 270 images × 3 epochs") for t in record["takeaways"])
+
+
+def test_04_measures_what_the_first_epoch_did_to_the_features_and_pairs_each_arm_with_its_control(smoke_course):
+    record = results.read(smoke_course / "04_freeze_unfreeze.json")
+    runs = {r["name"]: r for r in record["runs"]}
+    probed = {name: r["probe_top1_per_seed"] for name, r in runs.items() if "probe_top1_per_seed" in r}
+    assert set(probed) == {"full_fine_tune_135x3", "lower_body_rate_135x3", "freeze_then_unfreeze_135x3"}
+    before = {seed["0"] for seeds in probed.values() for seed in seeds}
+    assert len(before) == 1  # one pretrained backbone: the same probe before every arm's first step
+    assert all(seed["1"] == seed["0"] for seed in probed["freeze_then_unfreeze_135x3"])  # frozen for its first epoch
+    executed = (smoke_course / "04_freeze_unfreeze.ipynb").read_text()
+    for regime in ("135x3", "180x2"):
+        assert str(regimes.verdict(runs, f"freeze_then_unfreeze_{regime}", "freeze_then_unfreeze", "full_fine_tune")) in executed
+    assert str(regimes.verdict(runs, "lower_body_rate_135x3", "lower_body_rate", "full_fine_tune")) in executed
+    assert any(t.startswith("A linear probe on the body's features") for t in record["takeaways"])
 
 
 def test_01_records_its_fold_accuracies(smoke_course):
@@ -140,8 +168,8 @@ def test_03_shows_filters_feature_maps_and_grad_cam(smoke_course):
 def test_simple_cnn_beats_logistic_regression_on_the_sample(smoke_course):
     record = results.read(smoke_course / "02_simple_cnn.json")
     top1 = {run["name"]: run["test_top1"] for run in record["runs"]}
-    assert top1["simple_cnn"] > top1["logistic_regression"] > 0.1
-    assert (smoke_course / "checkpoints" / "cifar10_simple_cnn.pt").is_file()
+    assert top1["simple_cnn_4500x2"] > top1["logistic_regression"] > 0.1  # every image, crop and flip
+    assert (smoke_course / "checkpoints" / "cifar10_simple_cnn_4500x2.pt").is_file()  # the first seed's, for 08
 
 
 def test_the_report_has_a_row_for_every_run(smoke_course):
@@ -231,7 +259,7 @@ def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkey
         for process in busy:
             process.kill()
     first, second = (results.read(tmp_path / name / "07_training_tricks.json") for name in ("first", "second"))
-    assert len(first["runs"]) == 7 and first["runs"][0]["epochs"] == 1
+    assert len(first["runs"]) == 10 and all(run["epochs"] == 1 for run in first["runs"])
     assert without_timings(first) == without_timings(second)
     assert first["runs"][0]["train_seconds"] != second["runs"][0]["train_seconds"]  # timings do move
 

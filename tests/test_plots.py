@@ -40,8 +40,9 @@ def test_accuracy_against_cost_puts_each_run_where_it_belongs(ax):
     assert plots.accuracy_against_cost(RECORDS, "params", group="notebook", ax=ax) is ax
     points = [c.get_offsets().tolist() for c in ax.collections]  # one marker per run
     assert points == [[[10, 0.4]], [[1000, 0.6]], [[100, 0.5]]]
-    colours = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    colours = [tuple(c.get_edgecolor()[0]) for c in ax.collections]
     assert colours[0] == colours[1] != colours[2]  # a colour per notebook
+    assert all(len(c.get_facecolor()) == 0 or c.get_facecolor()[0][3] == 0 for c in ax.collections)  # hollow
     assert len(ax.texts) == 0  # names in the legend, never on the data
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["02: a", "02: b", "03: c"]
     assert ax.get_xscale() == "log" and ax.get_xlabel() == "parameters (log scale)"
@@ -75,6 +76,34 @@ def test_learning_rates_trace_each_group_and_mark_the_unfreezing(ax):
     assert list(mark.get_xdata()) == [3, 3] and ax.get_yscale() == "log"
 
 
+def test_groups_that_share_a_rate_share_one_line_and_one_legend_entry(ax):
+    """04's full fine-tuning: five stages at one rate drew five lines on top of one another."""
+    lrs = [[0.1 * s] * 4 + [0.2 * s] for s in range(1, 6)]
+    plots.learning_rates(lrs, ["stem", "layer2", "layer3", "layer4", "fc"], ax=ax)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["stem, layer2, layer3, layer4", "fc"]
+    assert list(ax.get_lines()[0].get_ydata()) == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+
+
+def test_runs_without_groups_get_a_colour_each_and_log_ticks_read_as_plain_numbers(ax):
+    """05's panels were three points in one colour with two ticks, 10^7 and 2 x 10^7."""
+    runs = [{**RECORDS[0], "flops": 4.3e6}, {**RECORDS[1], "flops": 12.2e6}, {**RECORDS[2], "flops": 74e6}]
+    plots.accuracy_against_cost(runs, "flops", ax=ax)
+    colours = {tuple(c.get_edgecolor()[0]) for c in ax.collections}
+    assert len(colours) == 3
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in [*ax.get_xticklabels(), *ax.get_xticklabels(minor=True)] if t.get_text()]
+    assert {"5 M", "10 M", "20 M", "50 M"} <= set(labels)
+
+
+def test_the_range_test_shows_the_fall_not_the_blow_up(ax):
+    """02's range test drew 0 to 6.5 for a fall from 2.3 to 2.0: the fall it points at was flat."""
+    lrs = list(np.geomspace(1e-5, 10, 50))
+    losses = [2.3] * 20 + list(np.linspace(2.3, 2.0, 20)) + list(np.linspace(2.0, 6.5, 10))
+    plots.lr_range(lrs, losses, {"suggested": 0.01}, ax=ax)
+    low, high = ax.get_ylim()
+    assert 1.9 < low < 2.0 and 2.3 < high < 2.6  # the fall fills most of the height
+
+
 def test_confusion_matrix_shows_row_shares(ax):
     cm = np.array([[3, 1], [0, 4]])
     plots.confusion_matrix(cm, ["x", "y"], ax=ax)
@@ -84,10 +113,6 @@ def test_confusion_matrix_shows_row_shares(ax):
 def test_bars_draw_one_bar_per_value(ax):
     plots.per_class_accuracy({"a": np.linspace(0, 0.9, 10)}, CLASSES, ax=ax)
     assert [round(p.get_height(), 2) for p in ax.patches] == [round(v, 2) for v in np.linspace(0, 0.9, 10)]
-    fig, other = plt.subplots()
-    plots.accuracy_bars(RECORDS, ax=other)
-    assert [p.get_width() for p in other.patches] == [0.4, 0.6, 0.5]
-    plt.close(fig)
 
 
 def test_image_grids_show_the_images_given(ax):
@@ -173,3 +198,40 @@ def test_learning_rates_leave_a_frozen_step_blank_and_a_group_frozen_throughout_
     lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
     assert set(lines) == {"body", "fc"}  # the stem never trained
     assert np.isnan(lines["body"][:2]).all() and lines["body"][2] == 0.01
+
+
+def test_a_run_trained_elsewhere_is_named_so_not_given_zero_epochs(ax):
+    """06's teacher is scored there, trained in 03: its legend said 'teacher (0 x 45,000)'."""
+    runs = [{**RECORDS[0], "epochs": 3, "train_images": 4500}, {**RECORDS[1], "epochs": 3, "train_images": 4500},
+            {**RECORDS[2], "name": "teacher", "epochs": 0, "train_images": 45000}]
+    plots.accuracy_against_cost(runs, "params", ax=ax)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b", "teacher (trained in another notebook)"]
+    assert legend.get_title().get_text() == ""  # the runs trained here share one budget
+
+
+def test_every_run_is_drawn_in_the_panel_of_the_task_it_was_scored_on():
+    """06's figure of every notebook's runs: five-class and ten-class accuracies share no axis."""
+    runs = [{**r, "epochs": 3, "train_images": 4500} for r in RECORDS] + [
+        {"name": "pretrained", "notebook": "03", "params": 100, "test_top1": 0.7, "classes": 5, "epochs": 3,
+         "train_images": 4500}]
+    fig = plots.accuracy_against_cost_by_task(runs, "params", num_classes=10, title="every run")
+    ten, five = fig.axes
+    assert ten.get_title() == "scored on 10 classes (chance 10%)" and five.get_title() == "scored on 5 classes (chance 20%)"
+    assert [t.get_text() for t in ten.get_legend().get_texts()] == ["02: a", "02: b", "03: c"]
+    assert [t.get_text() for t in five.get_legend().get_texts()] == ["03: pretrained"]
+    assert five.collections[0].get_offsets().tolist() == [[100, 0.7]]
+    assert tuple(five.collections[0].get_edgecolor()[0]) == tuple(ten.collections[2].get_edgecolor()[0])  # 03's colour
+    assert fig.get_suptitle() == "every run"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("filters,rows", [(16, 2), (64, 8)])
+def test_first_layer_filters_are_a_grid_of_eight_columns_big_enough_to_see(filters, rows):
+    ax = plots.filters(torch.randn(filters, 3, 3, 3), title="resnet18_cifar_scratch: the filters of its first "
+                                                             "convolution, each stretched")
+    grid = ax.images[0].get_array()
+    assert grid.shape[:2] == (rows * 4 - 1, 8 * 4 - 1)  # 3x3 filters with a pixel between them
+    width, height = ax.figure.get_size_inches()
+    assert width / 8 >= 0.75 and (height - 0.5) / rows >= 0.75  # each filter most of an inch on a side
+    plt.close(ax.figure)

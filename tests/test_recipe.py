@@ -187,6 +187,46 @@ def test_tensorboard_holds_every_epoch_of_the_history_and_the_test_scores(sample
     assert events.Scalars("test/top1")[0].value == pytest.approx(run.test["top1"])
 
 
+def read_hparams(events) -> dict:
+    """The hyperparameters a run wrote (SummaryWriter.add_hparams), as TensorBoard's HPARAMS tab reads them."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    written = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    return {name: getattr(value, value.WhichOneof("kind")) for name, value in written.items()}
+
+
+def test_tensorboard_tells_runs_apart_by_augmentation_and_shows_one_cycle_step_by_step(sample_loaders, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = settings.resolve(profile="smoke", device="cpu", progress="off", tensorboard=str(tmp_path / "tb"))
+    # batches of 45: 20 steps, so that one-cycle's 25% of warm-up ends on a whole step, at the peak
+    batches = {name: loaders.make_loaders(sample_loaders.splits, 45, CPU, augment=augment)
+               for name, augment in (("aug", True), ("no_aug", False))}  # as 02's two SimpleCNN runs
+    hyper = recipe.Hyper(epochs=1, lr=0.05, seed=3)
+    runs = {name: recipe.train(name, models.build("logistic_regression", 10, seed=0), b, hyper, cfg)  # the cheapest
+            for name, b in batches.items()}
+    events = {name: EventAccumulator(str(tmp_path / "tb" / name / "seed3")).Reload() for name in runs}
+    augmented, not_augmented = (read_hparams(events[name]) for name in runs)
+    assert {k for k in augmented if augmented[k] != not_augmented[k]} == {"augmentation"}
+    assert (augmented["augmentation"], not_augmented["augmentation"]) == ("RandomCrop+RandomHorizontalFlip", "none")
+    assert augmented["model"] == "logistic_regression" and augmented["profile"] == "smoke"
+    assert augmented["compute_format"] == runs["aug"].compute_format.name  # e.g. "bf16,channels-first"
+    assert augmented["dataset"] == "cifar10" and augmented["pipeline"] == "tensor"
+    assert augmented["lr"] == 0.05 and augmented["batch_size"] == 45 and augmented["epochs"] == 1
+
+    logged = events["aug"].Scalars("lr/step")
+    assert [e.step for e in logged] == list(range(1, len(batches["aug"].train) + 1)) == list(range(1, 21))
+    lrs = np.array([e.value for e in logged])  # the rate each step took
+    top = int(lrs.argmax())
+    assert 0 < top < len(lrs) - 1
+    assert (np.diff(lrs[:top + 1]) > 0).all() and (np.diff(lrs[top:]) < 0).all()  # rises, then falls
+    assert lrs[top] == pytest.approx(recipe.scaled_lr(hyper.lr, 45), rel=1e-6)  # the peak is the configured max
+    assert lrs[0] == pytest.approx(lrs[top] / 25, rel=1e-5)  # OneCycleLR's warm-up starts at max / 25
+    assert lrs[0] == pytest.approx(runs["aug"].history[0]["lr"], rel=1e-6)  # the epoch's "lr": its first step's
+    assert [e.step for e in events["aug"].Scalars("lr")] == [1]  # the per-epoch curve is still there
+
+
 def test_without_tensorboard_installed_a_run_says_so_and_trains(sample_loaders, tmp_path, monkeypatch, capsys):
     import builtins
 

@@ -1,7 +1,10 @@
 """The results JSON: written from a Run, read back, collected, and refused when incomplete."""
 
 import dataclasses
+import json
+import sys
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -72,6 +75,64 @@ def test_a_run_is_shown_beside_the_reference_of_its_profile(tmp_path, capsys):
     assert "no reference for the full profile on cifar10 yet" in printed
     results.beside_reference("01_x", settings.resolve(profile="smoke"), mine, tmp_path)
     assert "no reference for the smoke profile on cifar10 yet" in capsys.readouterr().out
+
+
+MEASURED = {"machine": "2 CPU cores", "data": "CIFAR-10 JPEG copy", "date": "2026-12-03"}
+RUNS = [{"name": "simple_cnn", "params": 10, "epochs": 6, "train_images": 45000, "train_seconds": 82.31,
+         "test_top1": 0.7262, "test_top5": 0.98}, {"name": "simple_cnn_no_aug", "params": 10, "epochs": 6,
+                                                   "train_images": 45000, "train_seconds": 80.02, "test_top1": 0.7472,
+                                                   "test_top5": 0.97}]
+
+
+def test_a_run_that_is_the_reference_is_shown_as_the_reference_not_beside_itself(tmp_path, capsys):
+    """The reference notebook of 02 printed 'this run 74.7%, laptop reference 74.8%' for one run: a
+    run whose runs and numbers are the reference's own is the reference, and says so."""
+    (tmp_path / "laptop").mkdir()
+    record = {"notebook": "02_x", "dataset": "cifar10", "data_source": "folder", "profile": "laptop", "device": "cpu",
+              "seed": 0, "runs": [{**r, "history": [{"epoch": 1}]} for r in RUNS]}
+    (tmp_path / "laptop" / "02_x.json").write_text(json.dumps(results.as_reference(record, **MEASURED)))
+    cfg = settings.resolve(profile="laptop", results_dir=tmp_path / "results")
+    frame = results.beside_reference("02_x", cfg, [{**r, "history": [{"epoch": 1}]} for r in RUNS], tmp_path).data
+    assert list(frame.columns) == ["this run = laptop reference"]
+    assert frame["this run = laptop reference"].tolist() == [0.7262, 0.7472]
+    assert "this run is the laptop profile's reference: 2 CPU cores; CIFAR-10 JPEG copy; 2026-12-03" in capsys.readouterr().out
+    again = [RUNS[0], {**RUNS[1], "train_seconds": 80.5}]  # a run of the same numbers but for its time: another run
+    frame = results.beside_reference("02_x", cfg, again, tmp_path).data
+    assert list(frame.columns) == ["this run", "laptop reference"] and frame["this run"].tolist() == [0.7262, 0.7472]
+    assert "reference, laptop profile: 2 CPU cores" in capsys.readouterr().out
+
+
+def test_same_runs_needs_the_same_names_and_every_number_to_the_last_digit():
+    assert results.same_runs(RUNS, [dict(r) for r in reversed(RUNS)])
+    assert not results.same_runs(RUNS, RUNS[:1])
+    assert not results.same_runs(RUNS, [RUNS[0], {**RUNS[1], "test_top1": 0.7473}])
+    assert not results.same_runs(RUNS, [RUNS[0], {**RUNS[1], "name": "other"}])
+
+
+def test_making_a_reference_redraws_its_closing_table_against_itself(tmp_path):
+    """tools/make_reference.py: the executed notebook ran beside the reference before it; as the
+    new reference its table shows it as the reference, with the same numbers as its JSON."""
+    sys.path.insert(0, str(results.REFERENCE_DIR.parent.parent / "tools"))
+    import make_reference
+
+    cell = nbformat.v4.new_code_cell('results.beside_reference("02_x", cfg, records)', execution_count=7)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="reference, laptop profile: an older run\n")]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"), cell])
+    record = results.as_reference({"notebook": "02_x", "dataset": "cifar10", "data_source": "folder",
+                                   "profile": "laptop", "device": "cpu", "seed": 0, "runs": RUNS}, **MEASURED)
+    make_reference.against_itself(notebook, record)
+    stream, table = notebook.cells[1].outputs
+    assert stream["text"].startswith("this run is the laptop profile's reference: 2 CPU cores; CIFAR-10 JPEG copy")
+    assert table["execution_count"] == 7 and "this run = laptop reference" in table["data"]["text/html"]
+    assert "72.6%" in table["data"]["text/html"] and "74.7%" in table["data"]["text/html"]
+    assert "laptop reference</th>" not in table["data"]["text/html"].replace("this run = laptop reference", "")
+    assert notebook.cells[0].outputs == []  # the other cells as they ran
+
+
+def test_top5_is_left_out_of_a_table_where_it_cannot_be_below_100_percent():
+    columns = ["classes", "test_top1", "test_top5"]
+    assert results.informative(columns, 5) == ["classes", "test_top1"]
+    assert results.informative(columns, 10) == columns
 
 
 def test_the_shipped_references_are_results_files_that_say_where_they_came_from():

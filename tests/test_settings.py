@@ -27,7 +27,10 @@ def test_auto_short_keeps_an_assignment_to_minutes_on_a_gpu_and_on_a_cpu(monkeyp
     monkeypatch.setenv(settings.PROFILE_ENV, "smoke")  # the grader's override reaches it too
     assert settings.resolve_profile("auto-short").name == "smoke"
     short, full = settings.PROFILES["short"].budgets, settings.PROFILES["full"].budgets
-    assert all(short[k].train_images is None and short[k].epochs < full[k].epochs for k in settings.KINDS)
+    regular = [k for k in settings.KINDS if not k.endswith("_few_images")]  # a few-images regime keeps a few images
+    assert all(short[k].train_images is None and short[k].epochs < full[k].epochs for k in regular)
+    assert all(short[k].train_images <= full[k].train_images and short[k].epochs <= full[k].epochs
+               for k in set(settings.KINDS) - set(regular))
 
 
 def test_an_explicit_profile_wins_over_the_environment(monkeypatch):
@@ -124,3 +127,8 @@ def test_seeds_follow_the_seed_and_the_budget_unless_seeds_says_how_many():
     for typo in (0, "3", 2.0):
         with pytest.raises(ValueError, match="SEEDS must be a positive whole number or None"):
             cfg.seeds("tricks", typo)
+
+
+def test_a_checkpoint_is_named_for_its_data_set_in_the_results_folder(tmp_path):
+    cfg = settings.resolve(profile="smoke", dataset="cifar100", results_dir=str(tmp_path))
+    assert cfg.checkpoint("simple_cnn_45000x2") == tmp_path / "checkpoints" / "cifar100_simple_cnn_45000x2.pt"

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from cifar_utils import callbacks, checkpoints, data, loaders, models, train
+from cifar_utils import callbacks, checkpoints, data, loaders, metrics, models, train
 
 CPU = torch.device("cpu")
 
@@ -391,3 +391,30 @@ def test_fit_mixes_training_batches_only_and_learns_from_soft_labels(sample_spli
     assert len(seen) == 3 * len(dl.train)  # every training batch, no validation batch
     assert history[-1]["val_top1"] > 0.2  # chance is 0.1
     assert 0 < history[-1]["train_top1"] < 1
+
+
+def test_a_linear_probe_separates_what_a_line_can_and_nothing_more():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 16, generator=gen)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + 2 * (x[:, 2] > 0).long()  # four classes, each cut by lines
+    assert metrics.linear_probe((x[:400], y[:400]), (x[400:], y[400:])) > 0.9
+    assert np.isnan(metrics.linear_probe((x[:400] * float("inf"), y[:400]), (x[400:], y[400:])))  # overflowed features
+    shuffled = y[torch.randperm(600, generator=gen)]  # labels that nothing in x explains
+    assert metrics.linear_probe((x[:400], shuffled[:400]), (x[400:], shuffled[400:])) < 0.4  # chance is 0.25
+
+
+def test_the_feature_probe_sees_frozen_features_unchanged_and_features_trained_hard_moved(sample_split):
+    batches = tiny_loaders(sample_split)
+    probed = {}
+    for frozen, lr in ((True, 0.05), (False, 0.5)):
+        model = models.build("simple_cnn", 10, seed=0)
+        body, head = torch.nn.ModuleList([model.features, *model.classifier[:-1]]), model.classifier[-1]
+        probe = callbacks.FeatureProbe(head, batches.val, batches.test, after=(0, 1))
+        freezing = [callbacks.FreezeThenUnfreeze(body, None)] if frozen else []
+        train.fit(model, batches.train, batches.val, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=lr),
+                  callbacks=[*freezing, probe])
+        probed[frozen] = probe.top1
+        assert set(probe.top1) == {0, 1} and all(0 <= v <= 1 for v in probe.top1.values())
+    assert probed[True][1] == probed[True][0]  # a frozen body hands the head the same features
+    assert probed[False][0] == probed[True][0]  # the same start ...
+    assert probed[False][1] != probed[False][0]  # ... moved by an epoch at 0.5 on every weight

@@ -7,10 +7,12 @@ results JSON and its executed notebook, saying where they came from.
         --data "JPEG CIFAR-10 (all 60,000 images)"
 
 Each notebook's closing table then shows a learner's run beside these
-(results.beside_reference), and the course site shows the executed notebooks. Only a run of the
-whole course in one profile on one data set makes a reference. An executed notebook keeps its
-outputs, its figures shrunk to at most MAX_WIDTH pixels and at most MAX_BYTES in all, and its
-first code cell's output names the profile, the machine, the data and the date.
+(results.beside_reference), and the course site shows the executed notebooks. An executed
+notebook's own closing table, drawn when it ran beside the reference before it, is drawn again
+against the reference it has become (against_itself), so that a reference agrees with itself.
+Only a run of the whole course in one profile on one data set makes a reference. An executed
+notebook keeps its outputs, its figures shrunk to at most MAX_WIDTH pixels and at most MAX_BYTES
+in all, and its first code cell's output names the profile, the machine, the data and the date.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if not executed.is_file():
             parser.error(f"{args.run} has {stem}.json but not its executed notebook {executed.name}")
         notebook = reference_notebook(executed, record["profile"], measured)
+        against_itself(notebook, record)
         nbformat.write(notebook, target / f"{stem}.ipynb")
         print("wrote", target / f"{stem}.json", "and", target / f"{stem}.ipynb")
     return 0
@@ -80,6 +83,22 @@ def reference_notebook(path: Path, profile: str, measured: dict) -> nbformat.Not
         raise ValueError(f"{path.name} is {size:,} bytes as a reference, over {MAX_BYTES:,}: draw fewer "
                          "or smaller figures")
     return notebook
+
+
+def against_itself(notebook: nbformat.NotebookNode, record: dict) -> None:
+    """Draw the closing table (the cell that calls results.beside_reference) again against the
+    reference `record`, the notebook's own results as a reference, and the full profile's: the
+    run is then shown as the reference of its profile, not beside the reference before it."""
+    cell = next((c for c in notebook.cells if c.cell_type == "code" and "results.beside_reference(" in c.source), None)
+    if cell is None:
+        return
+    references = {record["profile"]: record}
+    if record["profile"] != "full":
+        references["full"] = results.reference(record["notebook"], "full", record["dataset"])
+    lines, table = results.reference_table(record["runs"], references, record["dataset"])
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"),
+                    nbformat.v4.new_output("execute_result", {"text/html": table.to_html(), "text/plain": repr(table)},
+                                           execution_count=cell.execution_count)]
 
 
 def shrink(png_base64: str) -> str:
