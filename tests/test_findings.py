@@ -59,6 +59,9 @@ def test_the_small_network_explains_latency_only_when_it_fell_far_less_than_flop
     assert "Latency fell" not in findings.small_network(quick_small, big, "ImageNet")
     assert "14% of ResNet18's parameters, 6% of its FLOPs and 80% of its CPU latency" in findings.small_network(
         slow_small, big, "ImageNet")
+    slower = {**slow_small, "cpu_latency_ms": 25.0}  # 05 offline: a CIFAR MobileNet against a quarter-width ResNet
+    sentence = findings.small_network(slower, big, "ImageNet")
+    assert "yet no faster at batch 1" in sentence and "fell" not in sentence
 
 
 def test_distillation_reports_both_arms_and_the_seed_by_seed_verdict():
@@ -135,3 +138,19 @@ def test_time_used_compares_the_training_time_with_the_share_planned():
     assert "for 20 epochs (stopped after 20 of the 35 epochs planned)" in stopped and "cautious by 28%" in stopped
     assert findings.time_used(300.0, 600.0, 3, 3, None) == ("Training took 300 s for 3 epochs: 50% of the 600 s left "
                                                             "when it began.")
+
+
+def test_the_stem_cost_is_the_ratio_of_flops_with_the_cifar_stem_to_those_with_imagenets():
+    sentence = findings.stem_cost({"mobilenet_v2 (ImageNet stem)": 12.2e6, "mobilenet_v2 (CIFAR stem)": 175.9e6,
+                                   "mobilenet_v3_small (ImageNet stem)": 4.3e6, "mobilenet_v3_small (CIFAR stem)": 35.0e6})
+    assert "mobilenet_v2 14× (175.9 M against 12.2 M FLOPs), mobilenet_v3_small 8× (35.0 M against 4.3 M FLOPs)" in sentence
+
+
+def test_feature_damage_says_what_each_arm_left_of_the_features_epoch_by_epoch():
+    probes = {"full_fine_tune": [{0: 0.60, 3: 0.45, 12: 0.40}, {0: 0.60, 3: 0.47, 12: 0.42}],
+              "freeze_then_unfreeze": [{0: 0.60, 3: 0.60, 12: 0.62}, {0: 0.60, 3: 0.60, 12: 0.64}]}
+    sentence = findings.feature_damage(probes, {"full_fine_tune": "fine-tune everything",
+                                                "freeze_then_unfreeze": "freeze first"}, 450)
+    assert sentence.startswith("A linear probe on the body's features, fitted on the 450 training images")
+    assert "60.0% before fine-tuning; after epoch 3: fine-tune everything 46.0% ± 1.4% (-14.0 points)" in sentence
+    assert "after epoch 12: fine-tune everything 41.0% ± 1.4% (-19.0 points), freeze first 63.0% ± 1.4% (+3.0 points)" in sentence
