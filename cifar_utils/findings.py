@@ -40,35 +40,35 @@ def seed_by_seed(before: Sequence[float], after: Sequence[float]) -> str:
             + ("within" if noise else "larger than") + " the spread of the seeds")
 
 
-MEMORISING = "where each image comes back often enough for the network to learn it by heart"
+MEMORISING = "where each image came back often enough for the network to learn it by heart"
 
 
 def where_it_pays(method: str, verdicts: Sequence[Verdict], records: dict[str, dict], why: str = MEMORISING) -> str:
     """One sentence on a method in every regime it was tried in (regimes.verdict, one per regime):
-    its gain there with the verdict of the paired seeds, how well the control fitted its training
-    images, and in which regimes it paid; `why`, where it paid only in the regimes of more epochs."""
+    its gain there with the verdict of the paired seeds, how well the control and the arm fitted
+    their training images (the last epoch's train and validation top-1, first seed; train top-1 is
+    measured in train mode, dropout and augmentation on), and where it paid; `why`, when it paid
+    only in the regimes of more epochs per image."""
     def regime(v: Verdict) -> str:
         return describe(regime_of(v.arm))
 
     def fitted(v: Verdict) -> str:
-        last = records[v.control]["history"][-1]
-        return f"the control's last epoch: train {last['train_top1']:.0%}, validation {last['val_top1']:.0%}"
+        control, arm = (records[name]["history"][-1] for name in (v.control, v.arm))
+        return (f"last epoch, train against validation top-1: the control {control['train_top1']:.0%} against "
+                f"{control['val_top1']:.0%}, the arm {arm['train_top1']:.0%} against {arm['val_top1']:.0%}")
 
-    parts = [f"on {regime(v)} {100 * v.mean:+.1f} ± {100 * v.std:.1f} points, {v.outcome} "
-             f"({fitted(v)})" for v in verdicts]
+    parts = [f"on {regime(v)} {100 * v.mean:+.1f} ± {100 * v.std:.1f} points, {v.outcome} ({fitted(v)})"
+             for v in verdicts]
     paid = [v for v in verdicts if v.outcome == "ahead"]
     rest = [v for v in verdicts if v.outcome != "ahead"]
     if not paid:
-        end = "in no regime tried here did it pay beyond the spread of the seeds."
+        end = f"it paid in {'neither regime' if len(verdicts) == 2 else 'no regime'} beyond the spread of the seeds."
     elif not rest:
         end = "it paid in every regime tried here."
     else:
-        end = f"it paid on {' and '.join(map(regime, paid))}, not on {' and '.join(map(regime, rest))}"
         epochs = {v: int(regime_of(v.arm).split("x")[1]) for v in verdicts}
-        if min(epochs[v] for v in paid) > max(epochs[v] for v in rest):
-            end += f": {why}."
-        else:
-            end += "."
+        reason = f", {why}," if min(epochs[v] for v in paid) > max(epochs[v] for v in rest) else ""
+        end = f"so it paid on {' and '.join(map(regime, paid))}{reason} and not on {' and '.join(map(regime, rest))}."
     return f"{method}: " + "; ".join(parts) + "; " + end
 
 
@@ -121,17 +121,18 @@ def fit_gap(train_top1: float, val_top1: float) -> str:
 # 02 · a small CNN
 def augmentation_gap(augmented: Run, plain: Run) -> str:
     gap = [run.history[-1]["train_top1"] - run.history[-1]["val_top1"] for run in (augmented, plain)]
-    return (f"Train minus validation top-1 in the last epoch: {gap[0]:+.1%} with augmentation, {gap[1]:+.1%} "
-            f"without; test top-1 {augmented.test['top1']:.1%} against {plain.test['top1']:.1%}.")
+    return (f"Train minus validation top-1 in the last epoch: {100 * gap[0]:+.1f} points with augmentation, "
+            f"{100 * gap[1]:+.1f} without; test top-1 {augmented.test['top1']:.1%} against {plain.test['top1']:.1%}.")
 
 
 def cnn_against_linear(cnn: Run, linear: Run, parameters: dict[str, int], per_class_gain: np.ndarray,
                        classes: Sequence[str]) -> str:
     best, worst = np.nanargmax(per_class_gain), np.nanargmin(per_class_gain)
-    return (f"SimpleCNN {cnn.test['top1']:.1%} against logistic regression {linear.test['top1']:.1%} test top-1, "
-            f"with {parameters['simple_cnn'] / parameters['logistic_regression']:.0f}× the parameters; biggest gain "
-            f"on {classes[best]} ({per_class_gain[best]:+.0%}), smallest on {classes[worst]} "
-            f"({per_class_gain[worst]:+.0%}).")
+    return (f"SimpleCNN ({cnn.name}, {cnn.epochs} epochs) {cnn.test['top1']:.1%} against logistic regression "
+            f"({linear.epochs} epochs) {linear.test['top1']:.1%} test top-1 on the same {cnn.train_images:,} training "
+            f"images, with {parameters['simple_cnn'] / parameters['logistic_regression']:.0f}× the parameters; biggest gain "
+            f"on {classes[best]} ({100 * per_class_gain[best]:+.0f} points), smallest on {classes[worst]} "
+            f"({100 * per_class_gain[worst]:+.0f} points).")
 
 
 def compute_formats(rates: dict, batch_size: int, device: str, trained_in: str) -> str:

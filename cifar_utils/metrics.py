@@ -67,8 +67,10 @@ def linear_probe(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
         return float("nan")  # features that overflowed separate nothing: no probe to fit
     mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
     x = (x - mean) / std
-    linear = nn.Linear(x.shape[1], int(max(y.max(), test[1].max())) + 1)
-    nn.init.zeros_(linear.weight), nn.init.zeros_(linear.bias)  # a convex problem: start anywhere, end alike
+    # a convex problem: start anywhere, end alike; from zeros, skipping the random initialisation, so
+    # that a probe in the middle of a run draws nothing from the random stream the run goes on with
+    linear = nn.utils.skip_init(nn.Linear, x.shape[1], int(max(y.max(), test[1].max())) + 1)
+    nn.init.zeros_(linear.weight), nn.init.zeros_(linear.bias)
     lbfgs = torch.optim.LBFGS(linear.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():

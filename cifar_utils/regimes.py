@@ -132,7 +132,7 @@ def plot(records: dict[str, dict], arms: dict[str, str], regime_names: Sequence[
                         markersize=7, capsize=4, zorder=3, label=label if f"{arm}_{regime}" == first[arm] else None)
     ax.set_xticks(range(len(regime_names)), [describe(name).replace(" × ", "\n× ") for name in regime_names])
     ax.set_xlim(-0.6, len(regime_names) - 0.4)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=1))
     ax.set(ylabel="test top-1\n(dots: seeds; mean ± std)", title=title)
     ax.grid(axis="y", alpha=0.3)
     plots.legend_beside(ax, fontsize=8)

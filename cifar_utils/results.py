@@ -121,7 +121,7 @@ NUMBER_RULES = [
     (("_ms",), "{:.2f}"),  # milliseconds
     (("_mb",), "{:.2f}"),  # megabytes
     (("seconds",), "{:.1f}"),
-    (("params", "images", "_per_s"), "{:,.0f}"),  # counts and rates
+    (("params", "images", "_per_s", "seeds", "epochs"), "{:,.0f}"),  # counts and rates
 ]
 
 
@@ -227,6 +227,9 @@ def reference_table(records: list[dict], references: dict[str, dict | None], dat
             continue
         lines.append(f"reference, {profile} profile: {where}")
         columns[f"{profile} reference"] = {r["name"]: r["test_top1"] for r in ref["runs"]}
+        if not set(columns[f"{profile} reference"]) & set(columns[mine]):
+            lines.append(f"(the {profile} reference's runs have other names than this run's: it predates this version "
+                         "of the notebook, and no row compares)")
     frame = pd.DataFrame(columns).rename_axis("test top-1")
     return lines, frame.style.format("{:.1%}", na_rep="–")
 

@@ -105,7 +105,7 @@ def test_07_compares_each_trick_with_the_plain_arm_of_its_regime_seed_by_seed(sm
         method = name.rsplit("_", 1)[0]
         if method != "plain":
             assert str(regimes.verdict(runs, name, method, "plain")) in executed
-    for method in ("label smoothing", "MixUp", "CutMix"):  # where each regulariser paid, in both regimes
+    for method in ("Label smoothing", "MixUp", "CutMix"):  # where each regulariser paid, in both regimes
         [sentence] = [t for t in record["takeaways"] if t.startswith(f"{method}: on 270 images × 2 epochs")]
         assert "on 450 images × 1 epoch" in sentence
 

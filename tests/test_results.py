@@ -224,3 +224,12 @@ def test_takeaways_are_said_and_written_and_the_report_leads_with_them(tmp_path,
     found = md.index("## What each notebook found")
     assert md[found + 2:found + 5] == ["### 02_x", "", "- SimpleCNN reached 45.0%, logistic regression 35.0%."]
     assert md.index("## Every run") > found
+
+
+def test_a_reference_that_predates_the_notebooks_arms_says_that_no_row_compares():
+    ref = {"runs": [{"name": "simple_cnn", "test_top1": 0.726}],
+           "measured": {"machine": "two cores", "data": "JPEG CIFAR-10", "date": "2026-12-03"}}
+    lines, _ = results.reference_table([{"name": "simple_cnn_2250x30", "test_top1": 0.56}], {"laptop": ref}, "cifar10")
+    assert any("predates this version of the notebook" in line for line in lines)
+    lines, _ = results.reference_table([{"name": "simple_cnn", "test_top1": 0.73}], {"laptop": ref}, "cifar10")
+    assert not any("predates" in line for line in lines)

@@ -399,6 +399,9 @@ def test_a_linear_probe_separates_what_a_line_can_and_nothing_more():
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long() + 2 * (x[:, 2] > 0).long()  # four classes, each cut by lines
     assert metrics.linear_probe((x[:400], y[:400]), (x[400:], y[400:])) > 0.9
     assert np.isnan(metrics.linear_probe((x[:400] * float("inf"), y[:400]), (x[400:], y[400:])))  # overflowed features
+    state = torch.random.get_rng_state()
+    metrics.linear_probe((x[:400], y[:400]), (x[400:], y[400:]))
+    assert torch.equal(torch.random.get_rng_state(), state)  # a probe mid-run leaves the run's random stream alone
     shuffled = y[torch.randperm(600, generator=gen)]  # labels that nothing in x explains
     assert metrics.linear_probe((x[:400], shuffled[:400]), (x[400:], shuffled[400:])) < 0.4  # chance is 0.25
 
