@@ -220,18 +220,6 @@ def best_on_validation(best: Run) -> str:
 
 
 # 05 · MobileNet
-def stem_cost(flops: dict[str, float]) -> str:
-    """flops: FLOPs of one 32x32 image per "<network> (ImageNet stem)" and "<network> (CIFAR stem)"."""
-    parts = []
-    for label, imagenet in flops.items():
-        if label.endswith("(ImageNet stem)"):
-            network = label.removesuffix(" (ImageNet stem)")
-            cifar = flops[f"{network} (CIFAR stem)"]
-            parts.append(f"{network} {cifar / imagenet:.0f}× ({cifar / 1e6:.1f} M against {imagenet / 1e6:.1f} M FLOPs)")
-    return ("A stem that keeps CIFAR's resolution costs, per 32×32 image, " + ", ".join(parts)
-            + " of what ImageNet's stem costs: the price of a grid left to look at.")
-
-
 def small_network(small: dict, big: dict, trained_on: str) -> str:
     """small, big: the results records of MobileNetV3-small and ResNet18 (their train_images and
     epochs, parameters, FLOPs and CPU latency). When latency fell far less than FLOPs, says why."""

@@ -140,12 +140,6 @@ def test_time_used_compares_the_training_time_with_the_share_planned():
                                                             "when it began.")
 
 
-def test_the_stem_cost_is_the_ratio_of_flops_with_the_cifar_stem_to_those_with_imagenets():
-    sentence = findings.stem_cost({"mobilenet_v2 (ImageNet stem)": 12.2e6, "mobilenet_v2 (CIFAR stem)": 175.9e6,
-                                   "mobilenet_v3_small (ImageNet stem)": 4.3e6, "mobilenet_v3_small (CIFAR stem)": 35.0e6})
-    assert "mobilenet_v2 14× (175.9 M against 12.2 M FLOPs), mobilenet_v3_small 8× (35.0 M against 4.3 M FLOPs)" in sentence
-
-
 def test_feature_damage_says_what_each_arm_left_of_the_features_epoch_by_epoch():
     probes = {"full_fine_tune": [{0: 0.60, 3: 0.45, 12: 0.40}, {0: 0.60, 3: 0.47, 12: 0.42}],
               "freeze_then_unfreeze": [{0: 0.60, 3: 0.60, 12: 0.62}, {0: 0.60, 3: 0.60, 12: 0.64}]}

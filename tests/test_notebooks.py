@@ -33,7 +33,7 @@ ARMS = {  # the runs each notebook records: one per arm it compares
     "04_freeze_unfreeze": [f"{arm}_180x2" for arm in ("frozen", "frozen_random_init", "full_fine_tune", "freeze_then_unfreeze",
                                                       "freeze_then_unfreeze_layerwise")]
                           + [f"{arm}_135x3" for arm in ("frozen", "full_fine_tune", "lower_body_rate", "freeze_then_unfreeze")],
-    "05_mobilenet": ["mobilenet_v3_small_cifar", "mobilenet_v2_cifar", "resnet18_cifar"],  # offline: the course's own
+    "05_mobilenet": ["mobilenet_v3_small", "mobilenet_v2", "resnet18"],
     "06_distillation": ["teacher_resnet18_cifar_scratch", "student_alone", "student_distilled"],
     "07_training_tricks": [f"{arm}_{regime}" for arm in ("plain", "label_smoothing", "mixup", "cutmix")
                            for regime in ("270x2", "450x1")] + ["cosine_450x1", "plateau_450x1"],
@@ -145,7 +145,7 @@ def test_01_records_its_fold_accuracies(smoke_course):
 
 def test_05_checks_each_exported_model_in_onnx_runtime(smoke_course):
     runs = [r for r in results.read(smoke_course / "05_mobilenet.json")["runs"] if "onnx_max_abs_diff" in r]
-    assert [run["name"] for run in runs] == ["mobilenet_v3_small_cifar", "resnet18_cifar"]  # the smallest and the largest
+    assert [run["name"] for run in runs] == ["mobilenet_v3_small", "resnet18"]  # the smallest and the largest
     for run in runs:
         assert run["onnx_max_abs_diff"] < 1e-3, run["name"]
         assert run["onnx_latency_ms"] > 0 and run["cpu_latency_ms"] > 0
@@ -196,9 +196,10 @@ def test_offline_the_transfer_notebooks_use_the_courses_own_pretraining_and_say_
         for run in transferred:  # pretrained arms say so; the controls are named and recorded as random
             assert (run["pretrained_from"] == "course") == ("random_init" not in run["name"]), (stem, run["name"])
     checkpoints = sorted(p.name for p in (smoke_course / "checkpoints").glob("*pretrained_first_half.pt"))
-    assert checkpoints == ["cifar10_mobilenet_v2_cifar_pretrained_first_half.pt",  # made once each: 03's serves 04 and 05
-                           "cifar10_mobilenet_v3_small_cifar_pretrained_first_half.pt",
-                           "cifar10_resnet18_cifar_pretrained_first_half.pt"]
+    assert checkpoints == ["cifar10_mobilenet_v2_pretrained_first_half.pt",  # made once each, reused by 04
+                           "cifar10_mobilenet_v3_small_pretrained_first_half.pt",
+                           "cifar10_resnet18_cifar_pretrained_first_half.pt",
+                           "cifar10_resnet18_pretrained_first_half.pt"]
 
 
 def test_distillation_reuses_the_teacher_of_notebook_03_and_judges_the_gain_against_the_seeds(smoke_course):
