@@ -58,6 +58,14 @@ class Cgroup:
     def processes(self) -> int:
         return int((self.pids / "pids.current").read_text())
 
+    def refused_a_fork(self) -> bool:
+        """Whether the kernel refused a new process or thread for want of room under pids.max: a
+        fork bomb that hit the limit and died of it between two looks at pids.current."""
+        with contextlib.suppress(OSError, ValueError):
+            fields = dict(line.split() for line in (self.pids / "pids.events").read_text().splitlines())
+            return int(fields.get("max", 0)) > 0
+        return False
+
     def out_of_memory(self) -> bool:
         """Whether the kernel's OOM killer stopped one of its processes."""
         events = self.memory / ("memory.events" if self.v2 else "memory.oom_control")

@@ -325,7 +325,7 @@ def _over_a_limit(limits: Limits, work: Path, output: _Output, cgroup: Cgroup | 
         return f"it made more than {limits.files:,} files and folders"
     if cgroup and cgroup.out_of_memory():
         return f"it used more than its {limits.memory_bytes / 2**30:g} GiB of memory"
-    if _process_count(process, cgroup) >= limits.processes:
+    if (cgroup and cgroup.refused_a_fork()) or _process_count(process, cgroup) >= limits.processes:
         return f"it started more than {limits.processes} processes and threads"
     return ""
 

@@ -3,8 +3,8 @@
 A regime is a training budget, images x epochs: a regulariser pays where the network would
 otherwise learn its training images by heart (few images, many epochs), not in a short run on
 many. An arm is named after its method and its regime (`mixup_2250x30`); its control has the
-same name with the control's word in the method's place (`plain_2250x30`), so that any record
-finds its control by swapping one word, here and in the course report. Both arms train once per
+same name with the control's word in the method's place (`plain_2250x30`), so that a reader of
+the results JSON finds any arm's control by swapping one word. Both arms train once per
 seed, and a seed gives both the same initial weights and the same split, so the luck of a seed
 cancels in their difference: the verdict is read from the gains seed by seed.
 """
