@@ -9,7 +9,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # drawn off-screen, without touching pyplot's backend
 
-from cifar_utils import plots, results
+from cifar_utils import plots, regimes, results
 
 from . import tables
 
@@ -49,9 +49,10 @@ def _records(folder: Path) -> list[dict]:
 
 
 def findings(record: dict) -> list[str]:
-    """What a notebook found, in a few lines: the takeaways it printed, its best run and budget,
-    and the team's reference of the same profile beside it."""
+    """What a notebook found, in a few lines: the takeaways it printed, each arm against its control
+    (over paired seeds), its best run and budget, and the team's reference of the same profile."""
     lines = list(record.get("takeaways", []))
+    lines += [f"Against its control: {verdict}" for verdict in regimes.paired({r["name"]: r for r in record["runs"]})]
     runs = [r for r in record["runs"] if r.get("epochs") or record["notebook"].startswith("08")]
     widest = max((r.get("classes", 0) for r in runs), default=0)
     runs = [r for r in runs if r.get("classes", 0) == widest]  # 03's own task, not its transfer to half the classes

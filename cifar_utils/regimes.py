@@ -109,6 +109,18 @@ def verdict(records: Mapping[str, dict], arm: str, method: str, control: str) ->
     return Verdict(arm, control_name, tuple(b - a for a, b in zip(before, after)))
 
 
+def paired(records: Mapping[str, dict]) -> list[Verdict]:
+    """The verdict of every arm whose record names its control (a "control" key, as the notebooks
+    write it) against that control, in the order of the records: what a report pairs."""
+    found = []
+    for name, record in records.items():
+        control = record.get("control")
+        if control in records:
+            suffix = f"_{regime_of(name)}"
+            found.append(verdict(records, name, name.removesuffix(suffix), control.removesuffix(suffix)))
+    return found
+
+
 def plot(records: dict[str, dict], arms: dict[str, str], regime_names: Sequence[str], title: str = "", ax=None):
     """Each arm's test top-1 in each regime: a dot per seed, the mean with its standard deviation.
 

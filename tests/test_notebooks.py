@@ -178,6 +178,9 @@ def test_the_report_has_a_row_for_every_run(smoke_course):
             for run in results.read(smoke_course / f"{nb.stem}.json")["runs"]]
     table = [line for line in report.splitlines() if line.startswith("| 0")]
     assert len(table) == len(runs) > 0
+    judged = [run for run in runs if "control" in run]  # 02's, 04's and 07's arms: each against its control
+    assert len(judged) == report.count("- Against its control: ") >= 10
+    assert "- Against its control: mixup_270x2 against plain_270x2: " in report
     assert "bundled CIFAR-10 sample" in report
     assert "ImageNet weights were missing" in report
     page = (smoke_course / "report.html").read_text()

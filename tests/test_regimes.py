@@ -106,3 +106,13 @@ def test_the_regimes_figure_shows_every_seed_of_every_arm_on_an_axis_that_spans_
     low, high = ax.get_ylim()
     assert 0.4 < low < 0.54 and 0.71 < high < 0.8  # not from 0: a point's difference stays visible
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain", "MixUp"]
+
+
+def test_a_report_pairs_every_arm_that_names_its_control():
+    records = {"plain_2250x30": record([0.55, 0.58, 0.56]),
+               "mixup_2250x30": {**record([0.60, 0.62, 0.61]), "control": "plain_2250x30"},
+               "cutmix_2250x30": {**record([0.57, 0.57, 0.56]), "control": "plain_2250x30"},
+               "cosine_9000x2": {**record([0.5, 0.5, 0.5]), "control": "plain_9000x2"}}  # its control is not here
+    found = regimes.paired(records)
+    assert [(v.arm, v.control, v.outcome) for v in found] == [("mixup_2250x30", "plain_2250x30", "ahead"),
+                                                              ("cutmix_2250x30", "plain_2250x30", "a tie")]
