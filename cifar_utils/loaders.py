@@ -89,6 +89,7 @@ class Loaders:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pipeline: str
+    augment: bool = False  # whether the training batches are randomly cropped and flipped
 
     @property
     def train_images(self) -> int:
@@ -122,4 +123,4 @@ def make_loaders(splits: Splits, batch_size: int, device: torch.device, *,
                                       num_workers=num_workers, device=device,
                                       drop_last=shuffle and len(images) > batch_size)
     return Loaders(loader(splits.train, True, augment), loader(splits.val, False, False),
-                   loader(splits.test, False, False), splits, batch_size, mean, std, pipeline)
+                   loader(splits.test, False, False), splits, batch_size, mean, std, pipeline, augment)

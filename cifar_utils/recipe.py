@@ -23,7 +23,6 @@ from .loaders import Loaders
 from .metrics import confusion_matrix, mirrored, predict, scores
 from .precision import PLAIN, ComputeFormat, Prepared, prepare, unwrap
 from .settings import Config, seed_everything
-from .tensor_loader import TensorLoader
 from .train import Callback, Progress, fit, train_seconds
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -187,7 +186,7 @@ def hparams(hyper: Hyper, loaders: Loaders, model: nn.Module, cfg: Config) -> di
     model's; fp32 otherwise), the data, the profile and the budget."""
     values = {k: v if isinstance(v, (int, float, str)) else type(v).__name__ for k, v in vars(hyper).items()}
     compute_format = model.compute_format if isinstance(model, Prepared) else PLAIN
-    return {**values, "model": _model_name(model), "augmentation": _augmentation(loaders),
+    return {**values, "model": _model_name(model), "augmentation": "random crop and flip" if loaders.augment else "none",
             "compute_format": compute_format.name, "profile": cfg.profile.name, "dataset": cfg.dataset,
             "pipeline": loaders.pipeline, "batch_size": loaders.batch_size, "train_images": loaders.train_images}
 
@@ -202,19 +201,6 @@ def _model_name(model: nn.Module) -> str:
     options = ", ".join(f"{k}={v}" for k, v in sorted(architecture.options.items()))
     side = f" at {architecture.input_px} px" if architecture.input_px != 32 else ""
     return f"{architecture.name}({options}){side}" if options else f"{architecture.name}{side}"
-
-
-def _augmentation(loaders: Loaders) -> str:
-    """What the training loader draws at random for each image, in torchvision's names
-    ("RandomCrop+RandomHorizontalFlip", the tensor path's twins of them), or "none"."""
-    train = loaders.train
-    if isinstance(train, TensorLoader):
-        return "RandomCrop+RandomHorizontalFlip" if train.augment else "none"
-    if not hasattr(train, "dataset"):
-        return "unknown"  # a loader made by hand
-    transform = getattr(train.dataset, "transform", None)
-    steps = getattr(transform, "transforms", [transform] if transform is not None else [])
-    return "+".join(type(t).__name__ for t in steps if type(t).__name__.startswith("Random")) or "none"
 
 
 def test_only(name: str, model: nn.Module, loaders: Loaders, cfg: Config, train_images: int = 0) -> Run:

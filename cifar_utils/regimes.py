@@ -22,7 +22,7 @@ from torch import nn
 from . import plots
 from .loaders import Loaders
 from .recipe import Hyper, Run, train
-from .results import mean_std
+from .results import paired_gain, within_spread
 from .settings import Config
 from .train import Callback
 
@@ -73,22 +73,17 @@ class Verdict:
     arm: str
     control: str
     gains: tuple[float, ...]
-
-    @property
-    def mean(self) -> float:
-        return mean_std(list(self.gains))[0]
-
-    @property
-    def std(self) -> float:
-        return mean_std(list(self.gains))[1]
+    mean: float  # of the gains (results.paired_gain)
+    std: float
 
     @property
     def outcome(self) -> str:
         """"ahead" or "behind" where the mean gain is larger than the spread of the gains (their
-        standard deviation), "a tie" inside it; with one seed there is no spread to judge by."""
+        standard deviation: results.within_spread, the rule 06 judges by), "a tie" inside it; with
+        one seed there is no spread to judge by."""
         if len(self.gains) < 2:
             return "one seed: no verdict"
-        if abs(self.mean) <= self.std:
+        if self.mean == 0 or within_spread((self.mean, self.std), (0.0, 0.0)):
             return "a tie"
         return "ahead" if self.mean > 0 else "behind"
 
@@ -106,7 +101,7 @@ def verdict(records: Mapping[str, dict], arm: str, method: str, control: str) ->
         raise ValueError(f"{arm} trained with seeds {records[arm]['seed_list']} and {control_name} with "
                          f"{records[control_name]['seed_list']}: paired seeds need the same seeds in both arms.")
     before, after = records[control_name]["test_top1_per_seed"], records[arm]["test_top1_per_seed"]
-    return Verdict(arm, control_name, tuple(b - a for a, b in zip(before, after)))
+    return Verdict(arm, control_name, tuple(b - a for a, b in zip(before, after)), *paired_gain(before, after))
 
 
 def paired(records: Mapping[str, dict]) -> list[Verdict]:

@@ -209,7 +209,7 @@ def test_tensorboard_tells_runs_apart_by_augmentation_and_shows_one_cycle_step_b
     events = {name: EventAccumulator(str(tmp_path / "tb" / name / "seed3")).Reload() for name in runs}
     augmented, not_augmented = (read_hparams(events[name]) for name in runs)
     assert {k for k in augmented if augmented[k] != not_augmented[k]} == {"augmentation"}
-    assert (augmented["augmentation"], not_augmented["augmentation"]) == ("RandomCrop+RandomHorizontalFlip", "none")
+    assert (augmented["augmentation"], not_augmented["augmentation"]) == ("random crop and flip", "none")
     assert augmented["model"] == "logistic_regression" and augmented["profile"] == "smoke"
     assert augmented["compute_format"] == runs["aug"].compute_format.name  # e.g. "bf16,channels-first"
     assert augmented["dataset"] == "cifar10" and augmented["pipeline"] == "tensor"
