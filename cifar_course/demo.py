@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 from pathlib import Path
 
@@ -89,15 +88,16 @@ def verdict(top3: dict[str, float], threshold: float) -> str:
 
 
 def deploy_threshold(notebook: Path = DEPLOY_NOTEBOOK) -> float:
-    """THRESHOLD as notebook 08's parameters cell sets it: the one place the value lives."""
+    """THRESHOLD as notebook 08's parameters cell sets it (read as papermill and `course run` read
+    parameters cells): the one place the value lives."""
+    import papermill
+
     if not notebook.is_file():
         raise DemoError(f"Notebook 08 is not at {notebook}, to read its THRESHOLD: pass --threshold (e.g. 0.5).")
-    cells = json.loads(notebook.read_text())["cells"]
-    parameters = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
-    for node in ast.parse("".join(parameters["source"])).body:
-        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["THRESHOLD"]:
-            return float(ast.literal_eval(node.value))
-    raise DemoError(f"{notebook}'s parameters cell sets no THRESHOLD: pass --threshold (e.g. 0.5).")
+    declared = papermill.inspect_notebook(str(notebook))
+    if "THRESHOLD" not in declared:
+        raise DemoError(f"{notebook}'s parameters cell sets no THRESHOLD: pass --threshold (e.g. 0.5).")
+    return float(ast.literal_eval(declared["THRESHOLD"]["default"]))
 
 
 def strongest(results_dir: Path, dataset: str) -> Path:
