@@ -50,8 +50,8 @@ class Predictor:
             self.classes, self.model = about["classes"], None
         else:
             saved = checkpoints.load(self.path)
-            self.classes, self.model = saved.info["data"]["classes"], saved.model.eval()
-            self.mean, self.std = saved.info["mean"], saved.info["std"]
+            self.classes, self.model = saved.info.classes, saved.model.eval()
+            self.mean, self.std = saved.info.mean, saved.info.std
 
     def predict(self, photo_path: str | None) -> tuple[dict[str, float], np.ndarray | None]:
         """({class: probability} of the top three, the overlay or None) for a photo's file, read

@@ -8,16 +8,16 @@ The modules, from the bottom layer up (each imports only modules listed before i
     photo          a photo from anywhere (any mode, any size up to a limit) as the models see images
     folders        image folders and archives of them, read and checked
     data           finding CIFAR-10/100, splits, statistics
-    tensor_loader  the tensor input path: batched crop, flip and normalisation
+    tensor_loader  the tensor input path: batched shifts, flips (random or alternating) and normalisation
     loaders        the torchvision pipeline and make_loaders for either path
-    models         the course's models, torchvision's ImageNet models, the registry, architectures
+    models         the course's models (airbench's and its whitening layer too), torchvision's, the registry
     checkpoints    what a saved model holds: written whole, read back checked, the strongest found
-    metrics        accuracy: top-k, evaluation (with flip TTA), confusion matrices, mistakes, probes
+    metrics        accuracy: top-k, evaluation (with test-time views), confusion matrices, mistakes, probes
     precision      the precision and memory layout a model computes in, applied to the model
     train          fit(), the one training loop, its events and callback protocol, the one step
-    callbacks      schedules, mixed batches, checkpointing, early stopping, freezing, monitors
+    callbacks      schedules, mixed batches, checkpointing, early stopping, freezing, Lookahead, monitors
     losses         label smoothing and knowledge distillation, as callbacks that set the loss
-    cost           parameters, FLOPs, latency, size, training throughput, the fastest format
+    cost           parameters, FLOPs, latency, size, training throughput against the ceiling, the fastest format
     lr_finder      the learning-rate range test
     explain        what a network looks at: filters, feature maps, Grad-CAM (through hooks)
     export         ONNX export, checked and timed in ONNX Runtime
@@ -28,6 +28,7 @@ The modules, from the bottom layer up (each imports only modules listed before i
     plots          the figures
     regimes        where a method pays: arms against their controls in regimes, over paired seeds
     findings       the notebooks' takeaways in words, made from the numbers their runs measured
+    speedrun       notebook 10: airbench's ideas on the course's loop, the record, the build-up idea by idea
 
 The tooling around the course (runner, report, grader, leaderboard, benchmark, site, demo) is
 a package of its own, `cifar_course`, which nothing here imports: `course --help`.
@@ -53,6 +54,7 @@ from . import (
     regimes,
     results,
     settings,
+    speedrun,
     train,
     transfer,
 )
@@ -62,7 +64,7 @@ from .settings import Config, resolve
 from .train import Callback, fit
 
 __all__ = ["callbacks", "checkpoints", "cost", "data", "explain", "export", "findings", "loaders", "losses", "lr_finder",
-           "metrics", "models", "photo", "plots", "precision", "recipe", "regimes", "results", "settings", "train",
+           "metrics", "models", "photo", "plots", "precision", "recipe", "regimes", "results", "settings", "speedrun", "train",
            "transfer", "CifarData",
            "DataError", "ImageSet", "Splits", "Hyper", "Run", "Config", "resolve", "Callback", "fit"]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ freezing, and monitors of what a run did (its rates, what trains, what its featu
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from torch import nn
 
 from . import checkpoints
-from .metrics import features, linear_probe
+from .metrics import evaluate, features, linear_probe
 from .train import Callback, FitState
 
 
@@ -69,6 +70,28 @@ class Cosine(Callback):
         self.scheduler.step()
 
 
+class WarmupLinear(Callback):
+    """airbench's schedule, per batch: the rate climbs linearly from `start` times its peak to the
+    peak over the first `warmup` of the steps, then falls linearly to `end` times the peak."""
+
+    def __init__(self, warmup: float = 0.23, start: float = 0.2, end: float = 0.07):
+        self.warmup, self.start, self.end = warmup, start, end
+
+    def factor(self, step: int, total: int) -> float:
+        """The share of the peak rate at `step` of `total` steps."""
+        up = int(total * self.warmup)
+        if step < up:
+            return self.start + (1 - self.start) * step / up
+        return 1 + (self.end - 1) * (step - up) / max(total - up, 1)
+
+    def on_fit_start(self, state: FitState) -> None:
+        total = state.epochs * state.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(state.optimizer, lambda step: self.factor(step, total))
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.scheduler.step()
+
+
 class ReduceLROnPlateau(Callback):
     """Cut the learning rate by `factor` once `monitor` has gone more than `patience` epochs in a
     row without improving (PyTorch's rule): patience=0 cuts after the first such epoch,
@@ -104,7 +127,7 @@ class Checkpoint(Callback):
     file holds its weights under their own names and knows its architecture.
     """
 
-    def __init__(self, path: str | Path, model: nn.Module, info: dict, monitor: str = "val_top1"):
+    def __init__(self, path: str | Path, model: nn.Module, info: checkpoints.Info, monitor: str = "val_top1"):
         self.path, self.model, self.info, self.monitor = Path(path), model, info, monitor
 
     def on_fit_start(self, state: FitState) -> None:
@@ -115,7 +138,7 @@ class Checkpoint(Callback):
         if _better(self.monitor, record[self.monitor], self.best):
             self.best = record[self.monitor]
             scores = {k: v for k, v in record.items() if k.startswith("val_")}
-            checkpoints.save(self.path, self.model, **self.info, epoch=state.epoch, **scores)
+            checkpoints.save(self.path, self.model, self.info.at_epoch(state.epoch, scores))
             self.saved = True
 
     def on_fit_end(self, state: FitState) -> None:
@@ -177,6 +200,86 @@ class FreezeThenUnfreeze(Callback):
             self.body.eval()  # fit() has just called model.train(): keep BatchNorm fixed
         elif self.frozen(state.epoch - 1):
             unfreeze(self.body)
+
+
+class ValidationCurve(Callback):
+    """Validation top-1 every `every_seconds` of training, against the seconds of training so far: a
+    learning curve finer than fit's one point per epoch, for runs of an epoch or two. Its passes
+    are validation, so they stay off the clock: each epoch's seconds in the history leave them out,
+    as fit leaves out its own validation."""
+
+    def __init__(self, batches, every_seconds: float):
+        self.batches, self.every = batches, every_seconds
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.points: list[tuple[float, float]] = []  # (seconds of training, validation top-1)
+        self.trained, self.spent = 0.0, 0.0  # seconds of training so far; of this epoch's passes
+        self.since = time.perf_counter()
+
+    def on_epoch_start(self, state: FitState) -> None:
+        self.since, self.spent = time.perf_counter(), 0.0
+
+    def on_batch_end(self, state: FitState) -> None:
+        now = time.perf_counter()
+        self.trained += now - self.since
+        self.since = now
+        if self.trained >= self.every * (len(self.points) + 1):
+            self.points.append((self.trained, evaluate(state.model, self.batches, state.device)["top1"]))
+            state.model.train()
+            self.spent += time.perf_counter() - now
+            self.since = time.perf_counter()
+
+    def on_epoch_end(self, state: FitState) -> None:
+        state.history[-1]["seconds"] -= self.spent
+
+
+class FreezeAfter(Callback):
+    """Train `parameters` for the first `epochs` epochs only (airbench: the whitening layer's
+    bias, for 3); from then on they get no gradients, so the optimizer leaves them as they are."""
+
+    def __init__(self, parameters: list[nn.Parameter], epochs: int):
+        self.parameters, self.epochs = list(parameters), epochs
+
+    def on_epoch_start(self, state: FitState) -> None:
+        for p in self.parameters:
+            p.requires_grad_(state.epoch <= self.epochs)
+
+
+def airbench_decay(progress: float) -> float:
+    """How much of the slow weights each Lookahead update keeps, at `progress` (0 to 1) of the
+    run: airbench's 0.95^5 * progress^3, near 0 early (the slow weights follow the fast ones),
+    0.77 at the end (they average the last steps)."""
+    return 0.95 ** 5 * progress ** 3
+
+
+class Lookahead(Callback):
+    """Lookahead (Zhang et al. 2019) as airbench uses it: every `every` steps the slow weights
+    move towards the fast ones the optimizer trains, slow <- slow + (1 - decay) * (fast - slow),
+    and the fast weights start again from the slow ones. decay(progress) grows over the run, so
+    the slow weights average more of the last steps, as an EMA of the weights would. After the
+    last step the model keeps the slow weights. Every floating-point tensor of the model's
+    state_dict takes part (BatchNorm's running statistics too)."""
+
+    def __init__(self, every: int = 5, decay: Callable[[float], float] = airbench_decay):
+        self.every, self.decay = every, decay
+
+    def on_fit_start(self, state: FitState) -> None:
+        self.fast = [t for t in state.model.state_dict().values() if t.is_floating_point()]
+        self.slow = [t.detach().clone() for t in self.fast]
+        self.total = state.epochs * state.steps_per_epoch
+
+    @torch.no_grad()
+    def on_batch_end(self, state: FitState) -> None:
+        if state.step == self.total:  # the last step: the model takes the slow weights
+            self.update(1.0)
+        elif state.step % self.every == 0:
+            self.update(self.decay(state.step / self.total))
+
+    def update(self, decay: float) -> None:
+        """One Lookahead update with this decay: 1.0 leaves the slow weights, and gives them to the model."""
+        for slow, fast in zip(self.slow, self.fast):
+            slow.lerp_(fast, 1 - decay)
+            fast.copy_(slow)
 
 
 class FeatureProbe(Callback):

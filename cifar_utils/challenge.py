@@ -15,7 +15,6 @@ The predictions it hands in must agree with what that network predicts, or the r
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import nn
 
 from . import cost, data, loaders
 from .export import Deployable
+from .metrics import FLIP, Averaged
 from .precision import plain_copy
 from .settings import Config, graded_challenge
 from .train import Callback, FitState
@@ -78,23 +78,19 @@ class Task:
 
     def epochs_that_fit(self, model: nn.Module, batches: loaders.Loaders, cfg: Config, share: float = 0.6,
                         most: int | None = None) -> int:
-        """How many epochs of `model` on batches.train fit in `share` of the time left: its speed
-        timed on real batches, in the format recipe.train will pick (a copy trains), the better of
-        two rounds of 20 steps (six steps once misjudged an epoch by 40% on a 2-core CPU)."""
-        compute_format = cost.choose(cfg.compute_format, model, batches.batch_size, cfg.device)
-        feed = {"train": (compute_format, lambda: batches.train)}
-        rate = cost.compare_feeds(lambda: copy.deepcopy(model), feed, cfg.device, steps=20, rounds=2)["train"]
-        epoch_seconds = (batches.train_images + len(batches.splits.val) / 3) / rate  # training, then validation
-        epochs = int(self.seconds_left() * share / epoch_seconds)
-        return max(1, min(epochs, most or epochs))
+        """How many epochs of `model` on batches.train fit in `share` of the time left
+        (cost.epochs_that_fit: its speed timed on real batches)."""
+        return cost.epochs_that_fit(model, batches, cfg, self.seconds_left() * share, most)
 
-    def submit(self, model: nn.Module, mean, std, flip_tta: bool = False) -> dict:
+    def submit(self, model: nn.Module, mean, std, flip_tta: bool = False, views: dict[str, float] | None = None
+               ) -> dict:
         """Hand in the model and its predictions for the test images (normalised with the training
-        statistics `mean` and `std`). Graded: written for the grader. A learner's run: scored.
+        statistics `mean` and `std`), with test-time augmentation over `views` (metrics.MULTI_CROP,
+        say) or flip_tta's. Graded: written for the grader. A learner's run: scored.
 
         The predictions are those of the network as the grader reads it (`graded_network`,
         exported): fp32 on the CPU, so they agree with what the grader's scorer computes."""
-        program = export_graded(model, mean, std, flip_tta)
+        program = export_graded(model, mean, std, flip_tta, views)
         return self.submit_predictions(classes_of(program.module(), self.test_images), program, model)
 
     def submit_predictions(self, predicted: np.ndarray, program: torch.export.ExportedProgram,
@@ -121,29 +117,22 @@ class Task:
         return {"test_top1": top1, "seconds": seconds, "params": params, "within_budget": seconds <= self.seconds}
 
 
-class _FlipAveraged(nn.Module):
-    """The mean of a network's scores for the images and for their mirror images."""
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.network = network
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (N, H, W, 3)
-        return (self.network(images) + self.network(images.flip(2))) / 2
-
-
-def graded_network(model: nn.Module, mean, std, flip_tta: bool = False) -> nn.Module:
+def graded_network(model: nn.Module, mean, std, flip_tta: bool = False, views: dict[str, float] | None = None
+                   ) -> nn.Module:
     """What the grader scores: uint8 images (N, 32, 32, 3) in, class probabilities out, with the
-    normalisation (and flip test-time augmentation, if asked) inside; fp32, eval mode, CPU."""
-    network = Deployable(plain_copy(model), tuple(mean), tuple(std))
-    return (_FlipAveraged(network) if flip_tta else network).eval()
+    normalisation and any test-time augmentation inside (the mean of the scores over `views`, or
+    over an image and its mirror with flip_tta: metrics.logits_of); fp32, eval mode, CPU."""
+    views = FLIP if flip_tta else views
+    network = plain_copy(model)
+    return Deployable(Averaged(network, views) if views else network, tuple(mean), tuple(std)).eval()
 
 
-def export_graded(model: nn.Module, mean, std, flip_tta: bool = False) -> torch.export.ExportedProgram:
+def export_graded(model: nn.Module, mean, std, flip_tta: bool = False, views: dict[str, float] | None = None
+                  ) -> torch.export.ExportedProgram:
     """The graded network, exported (torch.export) for batches of EXPORT_BATCH images: a file
     the grader runs without the notebook's code."""
     example = torch.zeros(EXPORT_BATCH, 32, 32, 3, dtype=torch.uint8)
-    return torch.export.export(graded_network(model, mean, std, flip_tta), (example,))
+    return torch.export.export(graded_network(model, mean, std, flip_tta, views), (example,))
 
 
 def classes_of(network: nn.Module, images: np.ndarray) -> np.ndarray:

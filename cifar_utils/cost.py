@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import statistics
 import time
 from collections.abc import Callable, Iterable
 
@@ -20,6 +21,7 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
+from .metrics import evaluate
 from .precision import ComputeFormat, candidates, loss_scaler, plain_copy, prepare, requested, unwrap
 from .train import step
 
@@ -42,6 +44,28 @@ def count_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> in
         model(torch.zeros(1, channels, image_size, image_size, device=device))
     model.train(was_training)
     return counter.get_total_flops()
+
+
+def training_flops(model: nn.Module, image_size: int = 32, channels: int = 3) -> int:
+    """Floating-point operations of one training step per image: forward and backward, on a
+    plain fp32 copy in train mode (FlopCounterMode; frozen layers get no weight gradients, so
+    they cost only their forward, and their input's gradient where a layer below trains)."""
+    copied = plain_copy(model).train()
+    x = torch.zeros(2, channels, image_size, image_size)  # 2: BatchNorm needs more than one image
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(copied(x), torch.zeros(2, dtype=torch.long)).backward()
+    return counter.get_total_flops() // 2
+
+
+def matmul_ceiling(compute_format: ComputeFormat, device: torch.device, size: int = 2048) -> float:
+    """FLOP/s of a square matrix product in the format's precision (bf16, or fp32 where it has no
+    autocast dtype) on all of torch's threads: about as fast as this hardware multiplies, the
+    ceiling a training step's FLOP/s is measured against."""
+    dtype = compute_format.amp_dtype or torch.float32
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    timer = benchmark.Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())
+    return 2 * size ** 3 / timer.blocked_autorange(min_run_time=1.0).median
 
 
 def size_on_disk_mb(model: nn.Module) -> float:
@@ -140,6 +164,19 @@ def compare_feeds(build: Callable[[], nn.Module],
     return rates
 
 
+def epochs_that_fit(model: nn.Module, batches, cfg, seconds: float, most: int | None = None) -> int:
+    """How many epochs of `model` on batches.train (loaders.Loaders), each with its validation
+    pass, fit in `seconds`: its speed timed on real batches, in the format recipe.train will
+    pick for cfg (settings.Config; a copy trains), the better of two rounds of 20 steps (six
+    steps once misjudged an epoch by 40% on a 2-core CPU). At least 1, at most `most`."""
+    compute_format = choose(cfg.compute_format, model, batches.batch_size, cfg.device)
+    feed = {"train": (compute_format, lambda: batches.train)}
+    rate = compare_feeds(lambda: copy.deepcopy(model), feed, cfg.device, steps=20, rounds=2)["train"]
+    epoch_seconds = (batches.train_images + len(batches.splits.val) / 3) / rate  # training, then validation
+    epochs = int(seconds / epoch_seconds)
+    return max(1, min(epochs, most or epochs))
+
+
 def measure(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
             formats: Iterable[ComputeFormat] | None = None, steps: int = 2,
             rounds: int = 2, max_seconds: float | None = None) -> dict[ComputeFormat, float]:
@@ -192,3 +229,48 @@ def deployment_costs(model: nn.Module, device: torch.device, latency_runs: int =
             "size_mb": size_on_disk_mb(model),
             "gpu_images_per_s": (inference_throughput(model, device, image_size=image_size)
                                  if device.type == "cuda" else None)}
+
+
+def against_ceiling(run) -> dict[str, float]:
+    """How close the run's training came to the machine: its images per second (the median epoch),
+    the FLOPs of a training step per image (training_flops), their product in FLOP/s, and the
+    ceiling, a matrix product's FLOP/s in the run's format on the same device (matmul_ceiling)."""
+    images_per_s = run.train_images / statistics.median(r["seconds"] for r in run.history)
+    flops = training_flops(run.model)
+    ceiling = matmul_ceiling(run.compute_format, run.device)
+    return {"images_per_s": images_per_s, "train_flops_per_image": flops, "flop_per_s": images_per_s * flops,
+            "ceiling_flop_per_s": ceiling, "share_of_ceiling": images_per_s * flops / ceiling}
+
+
+@torch.no_grad()
+def _time(call, repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats
+
+
+def where_time_goes(run, batches, steps: int = 10) -> dict[str, float]:
+    """Seconds per epoch of a run's training, part by part, timed on a copy of its model: making
+    the batches (indexing, translation, flips, normalisation), the forward and backward passes,
+    the optimizer's step, and the rest of the epoch the run measured (callbacks such as Lookahead,
+    the loop's own work); then its validation pass."""
+    model = copy.deepcopy(run.model).train()
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-6, momentum=0.85,
+                                nesterov=True)
+    per_epoch = len(batches.train)
+    batches_iter = iter(batches.train)
+    data_seconds = _time(lambda: next(batches_iter), min(steps, per_epoch)) * per_epoch
+    x, y = next(iter(batches.train))
+
+    def forward_backward():
+        with torch.enable_grad():
+            optimizer.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    compute = _time(forward_backward, steps) * per_epoch
+    stepping = _time(optimizer.step, steps) * per_epoch
+    epoch = statistics.median(r["seconds"] for r in run.history)
+    validation = _time(lambda: evaluate(run.model, batches.val, run.device), 1)
+    return {"making the batches": data_seconds, "forward and backward": compute, "optimizer step": stepping,
+            "the rest of the loop": max(epoch - data_seconds - compute - stepping, 0.0), "validation": validation}

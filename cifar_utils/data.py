@@ -123,10 +123,12 @@ def fingerprint(data: CifarData, cfg: Config) -> dict:
             "profile": cfg.profile.name}
 
 
-def split_for(data: CifarData, cfg: Config, kind: str) -> Splits:
-    """Split the data for one kind of training (settings.KINDS), sized by the profile's budget."""
+def split_for(data: CifarData, cfg: Config, kind: str, val_fraction: float | None = None) -> Splits:
+    """Split the data for one kind of training (settings.KINDS), sized by the profile's budget,
+    holding out `val_fraction` for validation (None: the profile's)."""
     budget = cfg.budget(kind)
-    splits = split(data, cfg.profile.val_fraction, cfg.seed, budget.train_images, cfg.profile.test_images)
+    val_fraction = cfg.profile.val_fraction if val_fraction is None else val_fraction
+    splits = split(data, val_fraction, cfg.seed, budget.train_images, cfg.profile.test_images)
     return replace(splits, fingerprint=fingerprint(data, cfg))
 
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from .data import ImageSet, Splits, channel_stats
-from .tensor_loader import TensorLoader
+from .tensor_loader import CROP_AND_FLIP, Augment, TensorLoader
 
 PIPELINES = ("tensor", "torchvision")
 
@@ -89,7 +89,7 @@ class Loaders:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     pipeline: str
-    augment: bool = False  # whether the training batches are randomly cropped and flipped
+    augment: Augment | None = None  # how the training batches are shifted and mirrored (None: not at all)
 
     @property
     def train_images(self) -> int:
@@ -98,17 +98,22 @@ class Loaders:
 
 
 def make_loaders(splits: Splits, batch_size: int, device: torch.device, *,
-                 pipeline: str = "tensor", augment: bool = True,
+                 pipeline: str = "tensor", augment: Augment | bool = True,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  num_workers: int | None = None) -> Loaders:
     """Build train (shuffled, augmented if asked), val and test loaders with one pipeline.
 
     pipeline: "tensor" keeps the uint8 data on `device` and augments whole batches there;
-    "torchvision" is the standard DataLoader with PIL transforms. mean/std default to the
-    training split's own per-channel statistics.
+    "torchvision" is the standard DataLoader with PIL transforms. augment: an Augment (True:
+    CROP_AND_FLIP, torchvision's; ALTERNATING only on the tensor pipeline). mean/std default to
+    the training split's own per-channel statistics.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"Unknown pipeline {pipeline!r}: choose one of {', '.join(PIPELINES)}.")
+    augment = CROP_AND_FLIP if augment is True else augment or None
+    if pipeline == "torchvision" and augment not in (None, CROP_AND_FLIP):
+        raise ValueError(f"The torchvision pipeline crops and flips as torchvision does; {augment.describe()} "
+                         "needs pipeline='tensor'.")
     if mean is None or std is None:
         mean, std = channel_stats(splits.train.images)
     mean, std = tuple(mean), tuple(std)
@@ -118,9 +123,9 @@ def make_loaders(splits: Splits, batch_size: int, device: torch.device, *,
                                 device=device, drop_last=shuffle and len(images) > batch_size)
     else:
         def loader(images, shuffle, aug):
-            transform = train_transforms(mean, std, aug) if shuffle else eval_transforms(mean, std)
+            transform = train_transforms(mean, std, aug is not None) if shuffle else eval_transforms(mean, std)
             return torchvision_loader(images, batch_size, transform, shuffle=shuffle,
                                       num_workers=num_workers, device=device,
                                       drop_last=shuffle and len(images) > batch_size)
-    return Loaders(loader(splits.train, True, augment), loader(splits.val, False, False),
-                   loader(splits.test, False, False), splits, batch_size, mean, std, pipeline, augment)
+    return Loaders(loader(splits.train, True, augment), loader(splits.val, False, None),
+                   loader(splits.test, False, None), splits, batch_size, mean, std, pipeline, augment)

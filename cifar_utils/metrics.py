@@ -23,22 +23,61 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor,
     return [hits[:, :k].any(dim=1).sum() for k in ks]
 
 
-def logits_of(model: nn.Module, x: torch.Tensor, flip_tta: bool = False) -> torch.Tensor:
-    """The model's fp32 scores for a batch; with flip_tta, the mean over it and its mirror image."""
-    logits = model(x).float()
-    if flip_tta:  # test-time augmentation: a left-right mirror is as likely a CIFAR image
-        logits = (logits + model(x.flip(3)).float()) / 2
-    return logits
+# Test-time augmentation: views of a batch and the weight of each in the mean of the scores.
+FLIP = {"identity": 0.5, "mirror": 0.5}  # an image and its mirror image, as likely as CIFAR images
+# airbench's multi-crop (Jordan 2024): half the weight on the image and its mirror, half on two
+# windows shifted by one pixel (up-left, down-right; the edge reflected), each with its mirror
+MULTI_CROP = {"identity": 0.25, "mirror": 0.25, "up-left": 0.125, "mirror up-left": 0.125,
+              "down-right": 0.125, "mirror down-right": 0.125}
+SHIFTS = {"up-left": (0, 0), "down-right": (2, 2)}  # where the window starts in the image padded by 1 pixel
+
+
+def view(x: torch.Tensor, name: str) -> torch.Tensor:
+    """One view of a batch (B, C, H, W): "identity", "mirror", a shift (the window moved one pixel
+    "up-left" or "down-right", so the content moves the other way, the edge reflected in), or a
+    mirrored shift ("mirror up-left": shifted, then mirrored)."""
+    words = name.split()
+    if not set(words) <= {"identity", "mirror", *SHIFTS} or not words:
+        raise ValueError(f"Unknown view {name!r}: the views are identity, mirror, {', '.join(SHIFTS)} "
+                         "and mirrored shifts ('mirror up-left').")
+    for word in words:
+        if word in SHIFTS:
+            (top, left), (h, w) = SHIFTS[word], x.shape[-2:]
+            x = F.pad(x, (1, 1, 1, 1), mode="reflect")[..., top:top + h, left:left + w]
+    return x.flip(3) if "mirror" in words else x  # shifted, then mirrored, as airbench does
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, flip_tta: bool = False,
+              views: dict[str, float] | None = None) -> torch.Tensor:
+    """The model's fp32 scores for a batch; with test-time augmentation, the weighted mean of its
+    scores over `views` (name -> weight, as MULTI_CROP), or over FLIP's with flip_tta."""
+    views = FLIP if flip_tta else views
+    if not views:
+        return model(x).float()
+    return sum(weight * model(view(x, name)).float() for name, weight in views.items())
+
+
+class Averaged(nn.Module):
+    """A network whose scores are its mean over test-time views (logits_of): one module, to
+    export or hand in."""
+
+    def __init__(self, network: nn.Module, views: dict[str, float]):
+        super().__init__()
+        self.network, self.views = network, dict(views)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits_of(self.network, x, views=self.views)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader, device: torch.device,
-            flip_tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (logits float32 (N, classes), labels (N,)) on the CPU, in the loader's order."""
+def predict(model: nn.Module, loader, device: torch.device, flip_tta: bool = False,
+            views: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (logits float32 (N, classes), labels (N,)) on the CPU, in the loader's order; with
+    test-time augmentation over `views` (or FLIP's, with flip_tta) as logits_of takes them."""
     model.eval()
     outs, labels = [], []
     for x, y in loader:
-        outs.append(logits_of(model, x.to(device, non_blocking=True), flip_tta))
+        outs.append(logits_of(model, x.to(device, non_blocking=True), flip_tta, views))
         labels.append(y.to(device))
     return torch.cat(outs).cpu(), torch.cat(labels).cpu()
 

@@ -99,6 +99,82 @@ class CifarResNet18(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class Whitening(nn.Conv2d):
+    """A first layer that whitens 2x2 patches, fitted to training images and then frozen
+    (tysam-code's hlb-CIFAR10, then Jordan's airbench; the idea is Page's and older, ZCA).
+
+    Its filters are the eigenvectors of the patches' covariance, each divided by the square root
+    of its eigenvalue, and their negatives (GELU keeps half of each): on the patches it was
+    fitted to, its first half outputs uncorrelated features of variance about 1. The network
+    starts from decorrelated input, which the first epochs would otherwise spend learning.
+    Only its bias trains, for the first epochs (speedrun.FreezeWhiteningBias)."""
+
+    def __init__(self, in_channels: int = 3, kernel_size: int = 2):
+        super().__init__(in_channels, 2 * in_channels * kernel_size ** 2, kernel_size, bias=True)
+        self.weight.requires_grad_(False)
+        nn.init.zeros_(self.bias)
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the filters from normalised images (N, C, H, W); eps keeps the smallest
+        eigenvalues (noise) from being blown up."""
+        covariance = patch_covariance(images, self.kernel_size[0]).double()  # the smallest eigenvalues need it
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        filters = eigenvectors.T.flip(0) / (eigenvalues.flip(0) + eps).sqrt()[:, None]  # largest variance first
+        self.weight.copy_(torch.cat([filters, -filters]).view_as(self.weight))
+
+
+def patch_covariance(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The (uncentred) covariance of every size x size patch of images (N, C, H, W), flattened
+    as a convolution's filter is: (C*size*size, C*size*size)."""
+    c = images.shape[1]
+    patches = images.float().unfold(2, size, 1).unfold(3, size, 1)  # (N, C, H', W', size, size)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * size * size)
+    return patches.T @ patches / len(patches)
+
+
+class ConvGroup(nn.Module):
+    """airbench's block: conv, max-pool (halves the grid), BatchNorm, GELU, conv, BatchNorm, GELU.
+    The convolutions start as identity maps on their first channels (Dirac)."""
+
+    def __init__(self, c_in: int, c_out: int, batchnorm_momentum: float = 0.4):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=batchnorm_momentum)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(c_out, eps=1e-12, momentum=batchnorm_momentum)
+        for conv in (self.conv1, self.conv2):
+            nn.init.dirac_(conv.weight[:conv.in_channels])
+        self.pool, self.act = nn.MaxPool2d(2), nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.pool(self.conv1(x))))
+        return self.act(self.norm2(self.conv2(x)))
+
+
+class SpeedrunNet(nn.Module):
+    """airbench's network (Jordan 2024): a 2x2 first layer, three ConvGroups (32 -> 16 -> 8 -> 4),
+    a 3x3 max-pool, a linear layer without bias, and the scores scaled by 1/9.
+
+    widths: the three groups' channels (airbench94: 64, 256, 256; airbench93: 64, 128, 128).
+    whitening: the first layer is a frozen Whitening (fit it to training images before training);
+    False: an ordinary trainable convolution of the same shape, for comparison."""
+
+    def __init__(self, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256), whitening: bool = True):
+        super().__init__()
+        self.first = Whitening() if whitening else nn.Conv2d(3, 24, 2)
+        groups, c_in = [], self.first.out_channels
+        for c_out in widths:
+            groups.append(ConvGroup(c_in, c_out))
+            c_in = c_out
+        self.features = nn.Sequential(nn.GELU(), *groups)  # (B, widths[2], 4, 4): what Grad-CAM reads
+        self.pool = nn.Sequential(nn.MaxPool2d(3), nn.Flatten())
+        self.head = nn.Linear(c_in, num_classes, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(self.first(x)))) / 9  # (B, 3, 32, 32) -> (B, classes)
+
+
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights are neither in torchvision's cache nor downloadable here."""
 
@@ -260,6 +336,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "logistic_regression": LogisticRegression,
     "simple_cnn": SimpleCNN,
     "resnet18_cifar": CifarResNet18,
+    "speedrun_net": SpeedrunNet,
     **{name: functools.partial(torchvision_model, name) for name in TORCHVISION_MODELS},
 }
 

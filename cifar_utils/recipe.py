@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import checkpoints
 from .callbacks import Checkpoint, Cosine, OneCycle, ReduceLROnPlateau, TensorBoard
 from .cost import choose
 from .loaders import Loaders
@@ -107,6 +108,11 @@ class Run:
         self.test_flip = scores((self.test_logits + mirror_logits) / 2, self.test_labels)
         return self.test_flip
 
+    def score_with_views(self, test_loader, views: dict[str, float]) -> dict[str, float]:
+        """The test scores with test-time augmentation over `views` (metrics.MULTI_CROP, say):
+        the weighted mean of each image's logits over its views. A new pass per view."""
+        return scores(*predict(self.model, test_loader, self.device, views=views))
+
 
 def scaled_lr(lr_per_128: float, batch_size: int) -> float:
     """A learning rate given per 128 images, at `batch_size`: grown with the square root of the
@@ -156,8 +162,7 @@ def train(name: str, model: nn.Module, loaders: Loaders, hyper: Hyper, cfg: Conf
     fit_callbacks = [c for c in (schedule(hyper), *callbacks) if c is not None]
     watching = monitors(name, cfg, hyper.seed, hparams(hyper, loaders, prepared, cfg))
     if checkpoint is not None:
-        info = {"name": name, "data": loaders.splits.fingerprint, "mean": loaders.mean, "std": loaders.std,
-                "train_images": loaders.train_images}
+        info = checkpoints.Info(name, loaders.splits.fingerprint, loaders.mean, loaders.std, loaders.train_images)
         fit_callbacks.append(Checkpoint(checkpoint, model, info))
     history = fit(prepared, loaders.train, loaders.val, epochs=hyper.epochs, optimizer=optimizer(hyper, groups),
                   callbacks=[*fit_callbacks, *watching])
@@ -186,7 +191,7 @@ def hparams(hyper: Hyper, loaders: Loaders, model: nn.Module, cfg: Config) -> di
     model's; fp32 otherwise), the data, the profile and the budget."""
     values = {k: v if isinstance(v, (int, float, str)) else type(v).__name__ for k, v in vars(hyper).items()}
     compute_format = model.compute_format if isinstance(model, Prepared) else PLAIN
-    return {**values, "model": _model_name(model), "augmentation": "random crop and flip" if loaders.augment else "none",
+    return {**values, "model": _model_name(model), "augmentation": loaders.augment.describe() if loaders.augment else "none",
             "compute_format": compute_format.name, "profile": cfg.profile.name, "dataset": cfg.dataset,
             "pipeline": loaders.pipeline, "batch_size": loaders.batch_size, "train_images": loaders.train_images}
 

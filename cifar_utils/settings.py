@@ -62,7 +62,7 @@ QUARTER_WIDTHS = (16, 32, 64, 128)  # a quarter of them: a sixteenth of the weig
 # regime where a network would overfit (few images, many epochs), beside the kind of the same
 # name: where a regulariser pays, and where it doesn't yet.
 KINDS = ("logistic_regression", "simple_cnn", "simple_cnn_few_images", "resnet18_cifar", "pretrain", "fine_tune",
-         "fine_tune_few_images", "student", "tricks", "tricks_few_images")
+         "fine_tune_few_images", "student", "tricks", "tricks_few_images", "speedrun")
 
 
 @dataclass(frozen=True)
@@ -75,37 +75,41 @@ class Profile:
     val_fraction: float  # share of the kept training images held out for validation
     batch_size: int
     resnet_widths: tuple[int, ...] = FULL_WIDTHS  # the channels of the CIFAR ResNet18's four stages
-    challenge_minutes: float = 10.0  # 09's time budget: a whole run, from the kernel's start
+    challenge_minutes: float = 10.0  # 09's and 10's time budget: a whole run, from the kernel's start
+    idea_seconds: float = 50.0  # 10's build-up: the training time each step gets
     description: str = field(default="", compare=False)
 
 
 def _profile(name, epochs, train_images, test_images, batch_size, description, seeds=None,
-             resnet_widths=FULL_WIDTHS, challenge_minutes=10.0) -> Profile:
+             resnet_widths=FULL_WIDTHS, challenge_minutes=10.0, idea_seconds=50.0) -> Profile:
     budgets = {kind: Budget(epochs[kind], train_images.get(kind), (seeds or {}).get(kind, 1))
                for kind in KINDS}
-    return Profile(name, budgets, test_images, 0.1, batch_size, resnet_widths, challenge_minutes, description)
+    return Profile(name, budgets, test_images, 0.1, batch_size, resnet_widths, challenge_minutes, idea_seconds,
+                   description)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": _profile(
         "smoke",
         epochs={"logistic_regression": 2, "simple_cnn": 2, "simple_cnn_few_images": 3, "resnet18_cifar": 2,
-                "pretrain": 2, "fine_tune": 2, "fine_tune_few_images": 3, "student": 2, "tricks": 1, "tricks_few_images": 2},
+                "pretrain": 2, "fine_tune": 2, "fine_tune_few_images": 3, "student": 2, "tricks": 1, "tricks_few_images": 2,
+                "speedrun": 2},
         # a handful of steps for the ResNet-sized models: one CIFAR ResNet18 step costs about 40
         # SimpleCNN steps on a CPU, and the test command runs every notebook several times
         train_images={"simple_cnn_few_images": 300, "resnet18_cifar": 200, "pretrain": 300, "fine_tune": 200,
-                      "fine_tune_few_images": 150, "student": 200, "tricks": 500, "tricks_few_images": 300},
+                      "fine_tune_few_images": 150, "student": 200, "tricks": 500, "tricks_few_images": 300,
+                      "speedrun": 600},
         test_images=300, batch_size=64, resnet_widths=QUARTER_WIDTHS,
         # two seeds wherever arms are compared, so that the tests see the spread at work
         seeds={"simple_cnn": 2, "simple_cnn_few_images": 2, "fine_tune": 2, "fine_tune_few_images": 2, "student": 2,
-               "tricks": 2, "tricks_few_images": 2},
-        challenge_minutes=2,
+               "tricks": 2, "tricks_few_images": 2, "speedrun": 2},
+        challenge_minutes=2, idea_seconds=2,
         description="the bundled sample, a few steps per model: at most minutes per notebook, for tests"),
     "laptop": _profile(
         "laptop",
         epochs={"logistic_regression": 5, "simple_cnn": 2, "simple_cnn_few_images": 30, "resnet18_cifar": 3,
                 "pretrain": 3, "fine_tune": 3, "fine_tune_few_images": 12, "student": 11, "tricks": 2,
-                "tricks_few_images": 30},
+                "tricks_few_images": 30, "speedrun": 10},
         # 02's and 07's arms in two regimes, three seeds each: every image a few times (nothing
         # memorised yet), and 2,500 images 30 times (memorised without a regulariser: 99.6% train
         # accuracy). 03's ResNet at a quarter of the width (QUARTER_WIDTHS) on every image; the
@@ -116,29 +120,31 @@ PROFILES: dict[str, Profile] = {
                       "student": 5000, "tricks": 10000, "tricks_few_images": 2500},
         test_images=None, batch_size=128, resnet_widths=QUARTER_WIDTHS,
         seeds={"simple_cnn": 3, "simple_cnn_few_images": 3, "fine_tune": 3, "fine_tune_few_images": 3, "student": 3,
-               "tricks": 3, "tricks_few_images": 3},
-        challenge_minutes=10,
+               "tricks": 3, "tricks_few_images": 3, "speedrun": 3},
+        # 10's speedrun: at most airbench94's 10 epochs, as many as fit in 10 minutes; its build-up
+        # gives each step 50 s of training, about one epoch of airbench's network on two cores
+        challenge_minutes=10, idea_seconds=50,
         description="real CIFAR, minutes per notebook on a laptop CPU"),
     "short": _profile(
         "short",
         epochs={"logistic_regression": 5, "simple_cnn": 10, "simple_cnn_few_images": 30, "resnet18_cifar": 8,
                 "pretrain": 10, "fine_tune": 3, "fine_tune_few_images": 12, "student": 8, "tricks": 15,
-                "tricks_few_images": 30},
+                "tricks_few_images": 30, "speedrun": 8},
         train_images={"simple_cnn_few_images": 2500, "fine_tune_few_images": 1200, "tricks_few_images": 2500},
-        test_images=None, batch_size=512, challenge_minutes=5,
+        test_images=None, batch_size=512, challenge_minutes=5, idea_seconds=10,
         seeds={"simple_cnn": 3, "simple_cnn_few_images": 3, "fine_tune": 3, "fine_tune_few_images": 3, "tricks": 3,
-               "tricks_few_images": 3},
+               "tricks_few_images": 3, "speedrun": 3},
         description="all of CIFAR, a few epochs: minutes per notebook on one GPU (assignments)"),
     "full": _profile(
         "full",
         epochs={"logistic_regression": 20, "simple_cnn": 30, "simple_cnn_few_images": 100, "resnet18_cifar": 40,
                 "pretrain": 30, "fine_tune": 10, "fine_tune_few_images": 12, "student": 30, "tricks": 30,
-                "tricks_few_images": 100},
+                "tricks_few_images": 100, "speedrun": 10},
         train_images={"simple_cnn_few_images": 5000, "fine_tune_few_images": 1200, "tricks_few_images": 5000},
         test_images=None, batch_size=512,
         seeds={"simple_cnn": 3, "simple_cnn_few_images": 3, "fine_tune": 3, "fine_tune_few_images": 3, "student": 3,
-               "tricks": 3, "tricks_few_images": 3},
-        challenge_minutes=10,
+               "tricks": 3, "tricks_few_images": 3, "speedrun": 3},
+        challenge_minutes=10, idea_seconds=20,
         description="all of CIFAR and enough epochs for headline accuracy on one GPU"),
 }
 

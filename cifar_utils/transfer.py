@@ -137,10 +137,10 @@ def _course(name: str, options: dict, cifar: data.CifarData, cfg: Config, missin
     trained_on = f"{', '.join(source.classes[:5])}{', ...' if len(source.classes) > 5 else ''} ({cifar.dataset})"
     description = (f"this course's pretraining of {name} on the first {len(source.classes)} of the "
                    f"{cifar.num_classes} classes, {trained_on}: "
-                   f"{saved.info['train_images']:,} images, best validation top-1 {saved.info['val_top1']:.1%} "
-                   f"at epoch {saved.info['epoch']}, kept in {saved.path}")
-    return Pretrained(name, options, "course", trained_on, description, target, tuple(saved.info["mean"]),
-                      tuple(saved.info["std"]), COURSE_FINE_TUNE_LR, saved.model.state_dict(), source.classes, missing)
+                   f"{saved.info.train_images:,} images, best validation top-1 {saved.info.val_top1:.1%} "
+                   f"at epoch {saved.info.epoch}, kept in {saved.path}")
+    return Pretrained(name, options, "course", trained_on, description, target, saved.info.mean,
+                      saved.info.std, COURSE_FINE_TUNE_LR, saved.model.state_dict(), source.classes, missing)
 
 
 def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config) -> checkpoints.Saved:
@@ -151,9 +151,9 @@ def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config
     expect = data.fingerprint(source, cfg)
     try:
         saved = checkpoints.load(path, expect)
-        if saved.info["architecture"]["options"] == options:
+        if saved.info.architecture["options"] == options:
             return saved
-        why = f"{path} holds another shape of {name} ({saved.info['architecture']['options']})"
+        why = f"{path} holds another shape of {name} ({saved.info.architecture['options']})"
     except checkpoints.CheckpointError as err:
         why = str(err)
     print(f"Pretraining {name} on {len(source.classes)} classes ({', '.join(source.classes)}), "
@@ -166,20 +166,21 @@ def course_weights(name: str, options: dict, source: data.CifarData, cfg: Config
 
 
 def teacher(cifar: data.CifarData, cfg: Config) -> tuple[checkpoints.Saved, str]:
-    """06's teacher and where it comes from, in words: of notebook 03's and 04's checkpoints made
-    for this data (03's CIFAR ResNet18 from scratch, 04's fine-tuned ImageNet ResNet18s), the one
-    with the best validation top-1; if none is usable, 03's CIFAR ResNet18 trained now with 03's
-    budget and kept where 03 keeps it."""
+    """06's teacher and where it comes from, in words: of notebook 03's, 04's and 10's checkpoints
+    made for this data (03's CIFAR ResNet18 from scratch, 04's fine-tuned ImageNet ResNet18s, 10's
+    speedrun, when it has run), the one with the best validation top-1; if none is usable, 03's
+    CIFAR ResNet18 trained now with 03's budget and kept where 03 keeps it."""
     scratch = cfg.checkpoint("resnet18_cifar")
     paths = {scratch: "03", **{path: "04" for path in
-                               sorted(cfg.checkpoint_dir.glob(f"{cfg.dataset}_resnet18_finetuned_*.pt"))}}
+                               sorted(cfg.checkpoint_dir.glob(f"{cfg.dataset}_resnet18_finetuned_*.pt"))},
+             cfg.checkpoint("speedrun"): "10"}
     expect = data.fingerprint(cifar, cfg)
     found, passed_over = checkpoints.strongest(paths, expect)
     for why in passed_over:
         print(f"passed over: {why}")
     if found:
         return found, (f"notebook {paths[found.path]}'s checkpoint ({found.path}: {found.name}, validation "
-                       f"top-1 {found.info['val_top1']:.1%}, the strongest of {len(paths)})")
+                       f"top-1 {found.info.val_top1:.1%}, the strongest of {len(paths)})")
     print("Training a teacher here: no usable checkpoint.")
     # 03's network, split, budget and scratch rate (PRETRAIN_LR is 03's LR), kept where 03 keeps it
     batches = loaders.make_loaders(data.split_for(cifar, cfg, "resnet18_cifar"), cfg.batch_size, cfg.device)

@@ -40,13 +40,13 @@ def checkpoint(tmp_path_factory, sample):
 def test_the_uint8_onnx_model_gives_pytorchs_class_with_the_courses_preprocessing(checkpoint, sample, tmp_path):
     pytest.importorskip("onnxruntime")
     saved = checkpoints.load(checkpoint)
-    path = export.to_onnx_deployable(saved.model, tmp_path / "model.onnx", saved.info["data"]["classes"],
-                                     saved.info["mean"], saved.info["std"])
+    path = export.to_onnx_deployable(saved.model, tmp_path / "model.onnx", saved.info.classes,
+                                     saved.info.mean, saved.info.std)
     session = export.session(path)
     assert export.described(session)["classes"] == data.class_names("cifar10")
     images = sample.test.images[:64]  # raw uint8 (64, 32, 32, 3): no normalisation outside the file
     onnx_probs = export.probabilities(session, images)
-    x = torch.cat([loaders.normalise(img, saved.info["mean"], saved.info["std"]) for img in images])
+    x = torch.cat([loaders.normalise(img, saved.info.mean, saved.info.std) for img in images])
     with torch.no_grad():
         torch_probs = saved.model(x).softmax(1).numpy()
     assert np.abs(onnx_probs - torch_probs).max() < 1e-4
@@ -58,7 +58,7 @@ def test_int8_is_smaller_and_keeps_the_description(checkpoint, sample, tmp_path)
     pytest.importorskip("onnxruntime")
     saved = checkpoints.load(checkpoint)
     fp32 = export.to_onnx_deployable(saved.model, tmp_path / "fp32.onnx", data.class_names("cifar10"),
-                                     saved.info["mean"], saved.info["std"])
+                                     saved.info.mean, saved.info.std)
     int8 = export.quantize_int8(fp32, tmp_path / "int8.onnx", sample.train.images[:128])
     assert int8.stat().st_size < 0.4 * fp32.stat().st_size
     session = export.session(int8)
@@ -74,8 +74,8 @@ def test_the_demo_classifies_a_grey_and_a_transparent_photo_and_names_a_broken_o
     if kind == "onnx":
         pytest.importorskip("onnxruntime")
         saved = checkpoints.load(checkpoint)
-        path = export.to_onnx_deployable(saved.model, tmp_path / "model.onnx", saved.info["data"]["classes"],
-                                         saved.info["mean"], saved.info["std"])
+        path = export.to_onnx_deployable(saved.model, tmp_path / "model.onnx", saved.info.classes,
+                                         saved.info.mean, saved.info.std)
     predictor = demo.Predictor(path)
     for name in ("camera_grey.png", "cat_transparent.png", "cat.jpg"):
         top3, cam = predictor.predict(str(demo.PHOTOS / name))
@@ -93,7 +93,7 @@ def test_the_demo_agrees_with_the_notebooks_preprocessing(checkpoint):
     saved = checkpoints.load(checkpoint)
     image = data.load_image(demo.PHOTOS / "rocket.jpg")
     with torch.no_grad():
-        probs = saved.model(loaders.normalise(image, saved.info["mean"], saved.info["std"])).softmax(1)[0]
+        probs = saved.model(loaders.normalise(image, saved.info.mean, saved.info.std)).softmax(1)[0]
     top3, _ = predictor.predict(str(demo.PHOTOS / "rocket.jpg"))
     assert list(top3) == [data.class_names("cifar10")[i] for i in probs.argsort(descending=True)[:3]]
 
@@ -107,7 +107,7 @@ def test_the_overlay_lays_the_map_over_the_photo_so_the_photo_shows_through(chec
     across = np.abs(cam[:, 3::8].astype(int) - cam[:, 4::8]).mean()  # from a white stripe to the black beside it
     assert across > 0.4 * 255  # the photo's own 4-pixel stripes, through the map (the 32x32 image has none)
     saved = checkpoints.load(checkpoint)
-    x = loaders.normalise(photo.load_image(tmp_path / "stripes.png"), saved.info["mean"], saved.info["std"])
+    x = loaders.normalise(photo.load_image(tmp_path / "stripes.png"), saved.info.mean, saved.info.std)
     heat = explain.grad_cam(saved.model.eval(), explain.cam_layer(saved.model), x)[0]
     assert np.array_equal(cam, explain.overlay(stripes, heat))  # the course's blend of the map, over the photo
 

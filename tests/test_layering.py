@@ -12,7 +12,7 @@ TOOLING = Path(cifar_course.__file__).parent
 # bottom to top; the order __init__'s docstring explains
 LAYERS = ["settings", "images", "photo", "folders", "data", "tensor_loader", "loaders", "models", "checkpoints", "metrics",
           "precision", "train", "callbacks", "losses", "cost", "lr_finder", "explain", "export", "recipe", "transfer", "challenge", "results", "plots",
-          "regimes", "findings"]
+          "regimes", "findings", "speedrun"]
 SHIM = LIBRARY / "course" / "__main__.py"  # `python -m cifar_utils.course`, forwarding for one release
 
 

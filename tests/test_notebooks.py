@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from helpers import NOTEBOOK_DIR
 
 from cifar_course.__main__ import main as course_main
 from cifar_utils import checkpoints as ckpt
-from cifar_utils import cost, data, findings, models, regimes, results, settings
+from cifar_utils import cost, data, findings, models, regimes, results, settings, speedrun
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 STABLE = ["PROFILE", "DATASET", "DATA_DIR", "DOWNLOAD", "DEVICE", "SEED", "EPOCHS", "BATCH_SIZE",
@@ -39,6 +40,7 @@ ARMS = {  # the runs each notebook records: one per arm it compares
                            for regime in ("270x2", "450x1")] + ["cosine_450x1", "plateau_450x1"],
     "08_deploy": ["deployable_fp32", "deployable_int8"],
     "09_challenge": ["challenge_simple_cnn"],
+    "10_speedrun": ["speedrun"] + [idea.key for idea in speedrun.IDEAS],  # the record, then each step of the build-up
 }
 
 
@@ -136,6 +138,24 @@ def test_04_measures_what_the_first_epoch_did_to_the_features_and_pairs_each_arm
     assert any(t.startswith("A linear probe on the body's features") for t in record["takeaways"])
 
 
+def test_10_runs_the_record_under_09s_rule_then_builds_it_up_idea_by_idea(smoke_course):
+    record = results.read(smoke_course / "10_speedrun.json")
+    record_run, *steps = record["runs"]
+    assert record_run["seeds"] == 2 and record_run["within_budget"]  # smoke: two seeds, two minutes each
+    assert record_run["test_top1"] == pytest.approx(sum(record_run["test_top1_per_seed"]) / 2)
+    assert all(0 < s <= record_run["budget_seconds"] for s in record_run["run_seconds_per_seed"])
+    assert [step["idea"] for step in steps] == [idea.name for idea in speedrun.IDEAS]
+    assert all(step["seed_list"] == [0, 1] for step in steps)  # paired seeds, step against step
+    assert steps[-1]["history"] == steps[-2]["history"]  # the views' step scores the step before's networks
+    assert 0 < record["against_ceiling"]["share_of_ceiling"] and record["where_time_goes"]["forward and backward"] > 0
+    saved = ckpt.load(smoke_course / "checkpoints" / "cifar10_speedrun.pt")
+    assert saved.info.architecture["name"] == "speedrun_net"  # for 06's teacher and 08's deployment
+    executed = (smoke_course / "10_speedrun.ipynb").read_text()
+    assert "against SimpleCNN, the course's recipe: " in executed and "of the ceiling" in executed
+    challenge = (smoke_course / "09_challenge.ipynb").read_text()  # 09 ran first: no bar yet
+    assert "No speedrun has been run for cifar10 in the smoke profile here yet" in challenge
+
+
 def test_01_records_its_fold_accuracies(smoke_course):
     kfold = results.read(smoke_course / "01_logistic_regression.json")["kfold"]
     assert kfold["folds"] == 5 == len(kfold["val_top1"])
@@ -176,7 +196,7 @@ def test_the_report_has_a_row_for_every_run(smoke_course):
     report = (smoke_course / "report.md").read_text()
     runs = [run for nb in NOTEBOOKS
             for run in results.read(smoke_course / f"{nb.stem}.json")["runs"]]
-    table = [line for line in report.splitlines() if line.startswith("| 0")]
+    table = [line for line in report.splitlines() if re.match(r"\| \d\d_", line)]  # a row per run, 00_ to 10_
     assert len(table) == len(runs) > 0
     judged = [run for run in runs if "control" in run]  # 02's, 04's and 07's arms: each against its control
     assert len(judged) == report.count("- Against its control: ") >= 10
@@ -264,7 +284,8 @@ def test_the_same_seed_gives_the_same_numbers_on_a_busy_machine(tmp_path, monkey
     first, second = (results.read(tmp_path / name / "07_training_tricks.json") for name in ("first", "second"))
     assert len(first["runs"]) == 10 and all(run["epochs"] == 1 for run in first["runs"])
     assert without_timings(first) == without_timings(second)
-    assert first["runs"][0]["train_seconds"] != second["runs"][0]["train_seconds"]  # timings do move
+    seconds = [[run["train_seconds"] for run in record["runs"]] for record in (first, second)]
+    assert seconds[0] != seconds[1]  # timings do move (ten runs' seconds, to the hundredth)
 
 
 @pytest.mark.slow  # starts kernels or a sandbox: seconds each
@@ -287,8 +308,8 @@ def test_distillation_takes_the_strongest_checkpoint_of_the_course_as_its_teache
     shutil.copy(smoke_course / "checkpoints" / "cifar10_resnet18_cifar.pt", checkpoints)
     fingerprint = data.fingerprint(data.load("cifar10", "sample"), settings.resolve(profile="smoke"))
     fine_tuned = models.Upsampled(models.build("resnet18", 10, seed=0), 64)
-    ckpt.save(checkpoints / "cifar10_resnet18_finetuned_full_fine_tune.pt", fine_tuned, name="full_fine_tune",
-              data=fingerprint, epoch=2, val_top1=0.99, train_images=450, mean=(0.5,) * 3, std=(0.25,) * 3)
+    ckpt.save(checkpoints / "cifar10_resnet18_finetuned_full_fine_tune.pt", fine_tuned,
+              ckpt.Info("full_fine_tune", fingerprint, (0.5,) * 3, (0.25,) * 3, 450, epoch=2, scores={"val_top1": 0.99}))
     assert course_main(["run", "--only", "06", "--profile", "smoke", "--out", str(tmp_path),
                         "--notebooks", str(NOTEBOOK_DIR)]) == 0
     record = results.read(tmp_path / "06_distillation.json")
@@ -306,8 +327,8 @@ def test_tensorboard_holds_the_history_of_every_run_of_the_smoke_course(smoke_co
     for notebook in NOTEBOOKS:
         record = results.read(smoke_course / f"{notebook.stem}.json")
         for run in record["runs"]:
-            if not run["epochs"] or run["name"].endswith("_flip_tta"):
-                continue  # a teacher loaded from its checkpoint; 07's plain runs scored again
+            if not run["epochs"] or run["name"].endswith("_flip_tta") or "networks_of" in run:
+                continue  # a teacher loaded from its checkpoint; 07's plain runs and 10's last step scored again
             first_seed = sorted((smoke_course / "tensorboard" / notebook.stem / run["name"]).glob("seed*"))[0]
             events = EventAccumulator(str(first_seed)).Reload()
             logged = [(e.step, e.value) for e in events.Scalars("top1/val")]

@@ -18,6 +18,7 @@ from cifar_utils import (
     recipe,
     settings,
 )
+from cifar_utils.tensor_loader import CROP_AND_FLIP
 
 CPU = torch.device("cpu")
 
@@ -46,8 +47,8 @@ def test_simple_cnn_beats_chance_on_real_images_and_the_run_records_its_budget(s
     assert run.compute_format == precision.default_format(run.model, CPU)
     saved = checkpoints.load(run.checkpoint, expect=data.fingerprint(data.load("cifar10", "sample"), cfg))
     best = max(run.history, key=lambda r: r["val_top1"])
-    assert saved.info["epoch"] == best["epoch"] and saved.info["data"]["profile"] == "smoke"
-    assert saved.info["train_images"] == 900 and saved.info["mean"] == pytest.approx(sample_loaders.mean)
+    assert saved.info.epoch == best["epoch"] and saved.info.data["profile"] == "smoke"
+    assert saved.info.train_images == 900 and saved.info.mean == pytest.approx(sample_loaders.mean)
     # the run ends with the best epoch's weights, and the checkpoint rebuilds that very model
     assert all(torch.equal(v, saved.model.state_dict()[k]) for k, v in run.model.module.state_dict().items())
 
@@ -209,7 +210,7 @@ def test_tensorboard_tells_runs_apart_by_augmentation_and_shows_one_cycle_step_b
     events = {name: EventAccumulator(str(tmp_path / "tb" / name / "seed3")).Reload() for name in runs}
     augmented, not_augmented = (read_hparams(events[name]) for name in runs)
     assert {k for k in augmented if augmented[k] != not_augmented[k]} == {"augmentation"}
-    assert (augmented["augmentation"], not_augmented["augmentation"]) == ("random crop and flip", "none")
+    assert (augmented["augmentation"], not_augmented["augmentation"]) == (CROP_AND_FLIP.describe(), "none")
     assert augmented["model"] == "logistic_regression" and augmented["profile"] == "smoke"
     assert augmented["compute_format"] == runs["aug"].compute_format.name  # e.g. "bf16,channels-first"
     assert augmented["dataset"] == "cifar10" and augmented["pipeline"] == "tensor"

@@ -202,7 +202,7 @@ def test_checkpoint_keeps_and_restores_the_best_epoch(tmp_path):
         def on_epoch_end(self, state):
             saved[state.epoch] = {k: v.clone() for k, v in state.model.state_dict().items()}
 
-    best = callbacks.Checkpoint(tmp_path / "best.pt", model, {"name": "linear", "data": {}}, monitor="val_loss")
+    best = callbacks.Checkpoint(tmp_path / "best.pt", model, checkpoints.Info("linear", {}), monitor="val_loss")
     history = train.fit(model, batches, batches, epochs=4, optimizer=opt, callbacks=[Spy(), best])
     best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
     stored = checkpoints.read(tmp_path / "best.pt")
@@ -212,13 +212,14 @@ def test_checkpoint_keeps_and_restores_the_best_epoch(tmp_path):
         assert torch.equal(value, saved[best_epoch][key])
     loaded = checkpoints.load(tmp_path / "best.pt")  # rebuilt from its architecture alone
     assert isinstance(loaded.model, models.LogisticRegression) and loaded.name == "linear"
+    assert loaded.info.epoch == best_epoch and loaded.info.scores["val_loss"] == pytest.approx(best.best)
     assert all(torch.equal(v, saved[best_epoch][k]) for k, v in loaded.model.state_dict().items())
 
 
 def test_a_checkpoint_save_interrupted_midway_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = tmp_path / "best.pt"
     model = models.build("logistic_regression", 10)
-    checkpoints.save(path, model, name="first", data={}, epoch=1)
+    checkpoints.save(path, model, checkpoints.Info("first", {}, epoch=1))
     before = path.read_bytes()
 
     def interrupted(obj, f, *args, **kwargs):
@@ -226,7 +227,7 @@ def test_a_checkpoint_save_interrupted_midway_leaves_the_previous_file_intact(tm
         raise KeyboardInterrupt  # a kernel restart or a timeout in the middle of torch.save
     monkeypatch.setattr(torch, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        checkpoints.save(path, model, name="second", data={}, epoch=2)
+        checkpoints.save(path, model, checkpoints.Info("second", {}, epoch=2))
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["best.pt"]
     assert checkpoints.read(path)["epoch"] == 1
 
@@ -243,17 +244,17 @@ def test_a_damaged_foreign_or_alien_checkpoint_is_refused_and_says_why(tmp_path)
     with pytest.raises(checkpoints.CheckpointError, match="not a checkpoint of this course"):
         checkpoints.load(path, expected)
     model = models.build("simple_cnn", 10, widths=(8, 16))
-    checkpoints.save(path, model, name="cnn", data={"dataset": "cifar10", "profile": "smoke"})
+    checkpoints.save(path, model, checkpoints.Info("cnn", {"dataset": "cifar10", "profile": "smoke"}))
     with pytest.raises(checkpoints.CheckpointError, match=r"made for another profile \(profile='smoke'\)"):
         checkpoints.load(path, expected)
-    checkpoints.save(path, model, name="cnn", data=expected)
+    checkpoints.save(path, model, checkpoints.Info("cnn", expected))
     loaded = checkpoints.load(path, expected)
     assert loaded.model.features[0].out_channels == 8  # the saved options rebuild the same shape
 
 
 def test_an_upsampled_model_comes_back_upsampled(tmp_path):
     net = models.Upsampled(models.build("resnet18", 10), 48)
-    checkpoints.save(tmp_path / "up.pt", net, name="up", data={})
+    checkpoints.save(tmp_path / "up.pt", net, checkpoints.Info("up", {}))
     loaded = checkpoints.load(tmp_path / "up.pt").model
     assert isinstance(loaded, models.Upsampled) and loaded.size == 48
     x = torch.randn(2, 3, 32, 32)
@@ -265,9 +266,9 @@ def test_the_strongest_checkpoint_is_chosen_on_validation_among_the_usable_ones(
     expected = {"dataset": "cifar10", "profile": "laptop"}
     scratch, fine_tuned, foreign, missing = (tmp_path / f"{n}.pt" for n in ("scratch", "tuned", "foreign", "none"))
     model = models.build("logistic_regression", 10)
-    checkpoints.save(scratch, model, name="scratch", data=expected, val_top1=0.61)
-    checkpoints.save(fine_tuned, model, name="tuned", data=expected, val_top1=0.83)
-    checkpoints.save(foreign, model, name="foreign", data={**expected, "profile": "full"}, val_top1=0.99)
+    checkpoints.save(scratch, model, checkpoints.Info("scratch", expected, scores={"val_top1": 0.61}))
+    checkpoints.save(fine_tuned, model, checkpoints.Info("tuned", expected, scores={"val_top1": 0.83}))
+    checkpoints.save(foreign, model, checkpoints.Info("foreign", {**expected, "profile": "full"}, scores={"val_top1": 0.99}))
     saved, notes = checkpoints.strongest([scratch, fine_tuned, foreign, missing], expected)
     assert (saved.name, saved.path) == ("tuned", fine_tuned)  # the foreign one scores higher but is not usable
     assert len(notes) == 3 and any("0.6100 against 0.8300" in n for n in notes)
@@ -275,8 +276,8 @@ def test_the_strongest_checkpoint_is_chosen_on_validation_among_the_usable_ones(
     assert checkpoints.strongest([missing], expected)[0] is None
     saved, _ = checkpoints.strongest([scratch, fine_tuned], expected, monitor="val_loss")
     assert saved is None  # neither records a validation loss: nothing to compare them on
-    checkpoints.save(scratch, model, name="scratch", data=expected, val_top1=0.61, val_loss=0.9)
-    checkpoints.save(fine_tuned, model, name="tuned", data=expected, val_top1=0.83, val_loss=1.2)
+    checkpoints.save(scratch, model, checkpoints.Info("scratch", expected, scores={"val_top1": 0.61, "val_loss": 0.9}))
+    checkpoints.save(fine_tuned, model, checkpoints.Info("tuned", expected, scores={"val_top1": 0.83, "val_loss": 1.2}))
     assert checkpoints.strongest([scratch, fine_tuned], expected, monitor="val_loss")[0].name == "scratch"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -240,7 +241,7 @@ def test_several_architectures_start_from_one_source_so_that_they_compare(torch_
     cifar = data.load("cifar10", "sample")
     monkeypatch.setattr(transfer, "course_weights", lambda name, options, source, cfg: checkpoints.Saved(
         torch_home / f"{name}.pt", models.build(name, source.num_classes),
-        {"train_images": 270, "val_top1": 0.5, "epoch": 2, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
+        checkpoints.Info(name, {}, (0.5,) * 3, (0.25,) * 3, 270, epoch=2, scores={"val_top1": 0.5})))
     found = transfer.pretrained_all(["resnet18", "mobilenet_v3_small"], cifar, smoke_cfg)
     assert {p.source for p in found.values()} == {"course"}
     assert {p.target.num_classes for p in found.values()} == {5}
@@ -256,17 +257,22 @@ def test_the_teacher_is_the_strongest_checkpoint_on_validation_and_says_whose_it
                            results_dir=str(tmp_path))
     cifar = data.load("cifar10", "sample")
     made_for = data.fingerprint(cifar, cfg)
-    info = {"data": made_for, "epoch": 2, "train_images": 450, "mean": (0.5,) * 3, "std": (0.25,) * 3}
-    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_cifar.pt", models.build("simple_cnn", 10, seed=0),
-                     name="resnet18_cifar_scratch", val_top1=0.61, **info)
+    info = checkpoints.Info("resnet18_cifar_scratch", made_for, (0.5,) * 3, (0.25,) * 3, 450, epoch=2,
+                            scores={"val_top1": 0.61})
+    checkpoints.save(cfg.checkpoint("resnet18_cifar"), models.build("simple_cnn", 10, seed=0), info)
     strongest = models.build("simple_cnn", 10, seed=1)
-    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_finetuned_full_fine_tune.pt", strongest,
-                     name="full_fine_tune", val_top1=0.72, **info)
-    checkpoints.save(cfg.checkpoint_dir / "cifar10_resnet18_finetuned_frozen.pt", models.build("simple_cnn", 10),
-                     name="frozen", val_top1=0.99, **{**info, "data": {**made_for, "profile": "full"}})
-    teacher, origin = transfer.teacher(cifar, cfg)
+    checkpoints.save(cfg.checkpoint("resnet18_finetuned_full_fine_tune"), strongest,
+                     replace(info, name="full_fine_tune", scores={"val_top1": 0.72}))
+    checkpoints.save(cfg.checkpoint("resnet18_finetuned_frozen"), models.build("simple_cnn", 10),
+                     replace(info, name="frozen", scores={"val_top1": 0.99}, data={**made_for, "profile": "full"}))
+    teacher, origin = transfer.teacher(cifar, cfg)  # 10's speedrun has not run: its checkpoint is missing
     assert teacher.name == "full_fine_tune" and torch.equal(teacher.model.features[0].weight, strongest.features[0].weight)
-    assert origin.startswith("notebook 04's checkpoint (") and "validation top-1 72.0%, the strongest of 3" in origin
+    assert origin.startswith("notebook 04's checkpoint (") and "validation top-1 72.0%, the strongest of 4" in origin
     passed_over = capsys.readouterr().out
     assert "was made for another profile" in passed_over  # the full profile's, though its score is higher
     assert "has val_top1 0.6100 against 0.7200" in passed_over
+    assert f"there is no checkpoint at {cfg.checkpoint('speedrun')}" in passed_over
+    checkpoints.save(cfg.checkpoint("speedrun"), models.build("speedrun_net", 10, widths=(8, 16, 16)),
+                     replace(info, name="speedrun", scores={"val_top1": 0.80}))
+    teacher, origin = transfer.teacher(cifar, cfg)
+    assert teacher.name == "speedrun" and origin.startswith("notebook 10's checkpoint (")
