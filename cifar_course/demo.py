@@ -201,17 +201,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     """`demo`: serve the web demo until interrupted."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from a classroom
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise DemoError("The demo needs Gradio: pip install -e '.[demo]' (or: pip install gradio).") from None
-    threshold = args.threshold if args.threshold is not None else deploy_threshold()
-    path = args.model
+    path = args.model  # the model first: without one there is nothing to serve, Gradio or not
     if path is None:
         folder = args.results or latest_results(args.dataset, results=settings.resolve(progress="off").results_dir)
         path = strongest(folder, args.dataset)
     if not path.is_file():
         raise FileNotFoundError(f"No model at {path}: name a checkpoint (.pt) or an ONNX file (.onnx).")
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise DemoError("The demo needs Gradio: pip install -e '.[demo]' (or: pip install gradio).") from None
+    threshold = args.threshold if args.threshold is not None else deploy_threshold()
     predictor = Predictor(path)
     print(f"Serving {path} on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     examples = sorted(p for p in PHOTOS.iterdir() if p.suffix.lower() in photo.PHOTO_SUFFIXES)

@@ -167,7 +167,7 @@ def test_the_page_names_a_refused_upload_as_the_user_called_it_not_by_gradios_co
     assert str(tmp_path) not in shown.message
 
 
-def test_without_gradio_the_demo_says_what_to_install(monkeypatch, capsys):
+def test_without_gradio_the_demo_says_what_to_install(checkpoint, monkeypatch, capsys):
     import builtins
 
     from cifar_course.__main__ import main as course_main
@@ -180,7 +180,7 @@ def test_without_gradio_the_demo_says_what_to_install(monkeypatch, capsys):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_gradio)
-    assert course_main(["demo"]) == 2
+    assert course_main(["demo", str(checkpoint)]) == 2  # a model to serve, and no Gradio
     assert "The demo needs Gradio: pip install -e '.[demo]'" in capsys.readouterr().err
 
 
