@@ -125,9 +125,9 @@ WHITENING_IMAGES = 5000  # airbench fits the whitening layer to the first 5,000 
 WHITENING_BIAS_EPOCHS = 3
 
 
-def setups(widths: tuple[int, int, int] = (64, 256, 256)) -> list[tuple[Idea, Setup]]:
+def setups() -> list[tuple[Idea, Setup]]:
     """Each idea with the Setup that has it and every idea before it."""
-    steps, setup = [], Setup(widths=widths)
+    steps, setup = [], Setup()
     for idea in IDEAS:
         setup = dataclasses.replace(setup, **idea.change)
         steps.append((idea, setup))
@@ -292,8 +292,6 @@ class Step:
     runs: list[tuple[recipe.Run, Loaders]]  # with the loaders each trained on, one per seed
     test_top1: list[float]  # each seed's, with the Setup's test-time views if it has them
     curves: list[list[tuple[float, float]]]  # each seed's validation top-1 against seconds of training
-    tta_seconds: float = 0.0  # the views' extra time per run, over the plain test pass
-
 
     @property
     def name(self) -> str:
@@ -313,10 +311,8 @@ def build_up(splits: Splits, num_classes: int, cfg: Config, seeds: list[int], se
     for idea, setup in setups():  # each step's runs are named after its idea's key
         if steps and dataclasses.replace(setup, views=None) == steps[-1].setup:
             before = steps[-1]
-            start = time.perf_counter()
             top1 = [run.score_with_views(batches.test, setup.views)["top1"] for run, batches in before.runs]
-            extra = (time.perf_counter() - start) / len(seeds)
-            steps.append(Step(idea, setup, before.runs, top1, before.curves, extra))
+            steps.append(Step(idea, setup, before.runs, top1, before.curves))
             continue
         fitted = epochs or cost.epochs_that_fit(*prepared(setup, splits, num_classes, cfg, seeds[0]), cfg, seconds)
         runs, curves = [], []
